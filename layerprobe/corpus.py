@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from layerprobe.errors import LayerprobeError
 
 SOURCES = ("default", "sotu", "factbook")
@@ -162,3 +164,20 @@ def split_corpus(documents: list[Document], share: float = HELD_OUT_SHARE) -> tu
 def corpus_paragraphs(documents: list[Document], min_words: int = 20) -> list[str]:
     """The paragraphs long enough to give the model some context."""
     return [paragraph for document in documents for paragraph in document.paragraphs(min_words)]
+
+
+def token_sequences(tokenizer: object, paragraphs: list[str], total_tokens: int, max_tokens: int = 128,
+                    seed: int = 0) -> list[list[int]]:
+    """Paragraphs in a seeded random order, tokenized and cut to `max_tokens`, until `total_tokens` are reached."""
+    order = np.random.default_rng(seed).permutation(len(paragraphs))
+    sequences: list[list[int]] = []
+    count = 0
+    for index in order:
+        if count >= total_tokens:
+            break
+        ids = tokenizer(paragraphs[index])["input_ids"][:max_tokens]
+        ids = ids[: total_tokens - count]
+        if len(ids) >= 2:
+            sequences.append(ids)
+            count += len(ids)
+    return sequences

@@ -1,0 +1,100 @@
+"""Study 2, "How Do LLMs Use Their Depth?": logit-lens and tuned-lens traces of the model's own final guess.
+
+    python trace_layers.py                                  # all analyses, both lenses, SmolLM2
+    python trace_layers.py --analysis pos --lens logit --limit 20
+
+Writes out/data/trace_<model>.csv (schema of CSV_CONVENTIONS.md, methods logit-lens / tuned-lens).
+Finished (analysis, lens) units are skipped on a rerun, so an interrupted run resumes. The tuned
+lens is trained once per model on the training part of the corpus and cached under
+$LAYERPROBE_CACHE/lenses (or --lens-dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from layerprobe.cli import DEFAULT_MODEL, add_model_args, add_run_args, models_from_args, run
+from layerprobe.corpus import SOURCES, corpus_paragraphs, load_corpus, split_corpus
+from layerprobe.lens import Lens, LogitLens, TunedLensConfig, cached_tuned_lens, default_lens_folder
+from layerprobe.models import LoadedModel, load_model
+from layerprobe.results import ResultsFile
+from layerprobe.trace import ANALYSE, ANALYSES, TraceContext
+
+METHODS = {"logit": "logit-lens", "tuned": "tuned-lens"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--analysis", choices=[*ANALYSES, "all"], default="all", help="which trace to run (default all)")
+    parser.add_argument("--lens", choices=["logit", "tuned", "both"], default="both", help="which lens (default both)")
+    parser.add_argument("--lens-dir", default=None,
+                        help="tuned-lens folder: loaded if it holds a lens, else trained and saved there "
+                             "(default: $LAYERPROBE_CACHE/lenses/<model>-<corpus>-steps<N>-seed0)")
+    parser.add_argument("--lens-steps", type=int, default=TunedLensConfig.steps,
+                        help=f"tuned-lens training steps when one is trained (default {TunedLensConfig.steps})")
+    parser.add_argument("--corpus", default="default",
+                        help=f"text for POS cuts, frequencies, flips and lens training: {', '.join(SOURCES)} "
+                             "or hub:NAME[:CONFIG] (default: State of the Union + World Factbook)")
+    parser.add_argument("--text", default=None, help="a UTF-8 text file to use as the corpus instead")
+    add_model_args(parser)
+    add_run_args(parser)
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    if args.lens_steps < 1:
+        parser.error("--lens-steps must be at least 1")
+    args.model = args.model or [DEFAULT_MODEL]  # cli.models_from_args turns a missing --model into [None]
+    return args
+
+
+def output_path(out: str, model: str) -> Path:
+    return Path(out) / f"trace_{model.replace('/', '_')}.csv"
+
+
+def build_lenses(lm: LoadedModel, methods: list[str], args: argparse.Namespace, corpus_name: str,
+                 train: list[str], held_out: list[str]) -> dict[str, Lens]:
+    lenses: dict[str, Lens] = {}
+    for method in methods:
+        if method == METHODS["logit"]:
+            lenses[method] = LogitLens(lm.adapter)
+        else:
+            folder = args.lens_dir or default_lens_folder(lm.name, corpus_name, args.lens_steps, seed=0)
+            lenses[method] = cached_tuned_lens(lm, folder, train, held_out, steps=args.lens_steps, corpus=corpus_name)
+    return lenses
+
+
+def run_model(model: str, args: argparse.Namespace) -> None:
+    results = ResultsFile(output_path(args.out, model))
+    analyses = list(ANALYSES) if args.analysis == "all" else [args.analysis]
+    wanted = list(METHODS.values()) if args.lens == "both" else [METHODS[args.lens]]
+    todo = {analysis: [m for m in wanted if not results.done(model=model, task=analysis, method=m)] for analysis in analyses}
+    for analysis, methods in todo.items():
+        if not methods:
+            print(f"{model} {analysis}: already in {results.path}, skipped")
+    methods_needed = [m for m in wanted if any(m in methods for methods in todo.values())]
+    if not methods_needed:
+        return
+    corpus_name = Path(args.text).name if args.text else args.corpus
+    train, held_out = (corpus_paragraphs(part) for part in split_corpus(load_corpus(args.corpus, args.text)))
+    lm = load_model(model, device=args.device, dtype=args.dtype)
+    lenses = build_lenses(lm, methods_needed, args, corpus_name, train, held_out)
+    context = TraceContext(lm, lenses, train, held_out, args.limit, args.seed)
+    for analysis, methods in todo.items():
+        if not methods:
+            continue
+        context.lenses = {method: lenses[method] for method in methods}
+        print(f"{model} {analysis}: {', '.join(methods)}")
+        for rows in ANALYSE[analysis](context).values():
+            results.add(rows)
+    print(f"wrote {results.path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    for model in models_from_args(args):
+        run_model(model, args)
+
+
+if __name__ == "__main__":
+    run(main)
