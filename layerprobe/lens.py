@@ -72,11 +72,11 @@ class TunedLensConfig:
     n_layers: int
     d_model: int
     corpus: str = "default"
-    steps: int = 30
+    steps: int = 40
     positions_per_step: int = 16
     train_tokens: int = 1024
     held_out_tokens: int = 256
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     seed: int = 0
     held_out_kl_logit: list[float] = field(default_factory=list)
     held_out_kl_tuned: list[float] = field(default_factory=list)
@@ -208,7 +208,7 @@ def train_tuned_lens(lm: LoadedModel, train_sequences: list[list[int]], held_out
         for layer in range(config.n_layers):
             loss = kl_to_final(lens, batch[layer], layer, final)
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         optimizer.step()
         losses.append(total)
         bar.set_postfix(kl_per_layer=f"{total / config.n_layers:.3f}")
