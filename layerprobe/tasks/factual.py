@@ -33,7 +33,7 @@ from pathlib import Path
 
 from layerprobe.errors import DataError
 from layerprobe.tasks.base import MCItem
-from layerprobe.tasks.fewshot import interleave, shuffled_candidates
+from layerprobe.tasks.fewshot import interleave, shuffled_candidates, with_demonstrations
 from layerprobe.tasks.io import nonempty, read_table
 
 N_CANDIDATES = 10
@@ -318,13 +318,10 @@ def load_lama_tsv(path: str | Path, limit: int | None = None, seed: int = 0,
         subject = row["Subject"].strip() or cloze
         facts.append(Fact("lama", subject, answer, cloze))
         candidate_lists.append(candidates)
+    answers = {fact: candidates for fact, candidates in zip(facts, candidate_lists)}
     rng = random.Random(seed)
-    order = list(range(len(facts)))
-    rng.shuffle(order)
     items = []
-    for index in order[:limit]:
-        fact = facts[index]
-        demonstrations = _demonstrations(fact, facts, rng, shots)
-        false = [c for c in candidate_lists[index] if c != fact.answer]
+    for fact, demonstrations in with_demonstrations(facts, rng, shots, limit, lambda f, o: o.answer != f.answer):
+        false = [c for c in answers[fact] if c != fact.answer]
         items.append(cloze_item(fact, demonstrations, false, rng))
     return items

@@ -8,7 +8,7 @@ place means all tasks (and all languages) present the model with the same shape.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -35,3 +35,17 @@ def shuffled_candidates(true: str, false: Sequence[str], rng: random.Random) -> 
     position = rng.randint(0, len(candidates))
     candidates.insert(position, true)
     return candidates, position
+
+
+def with_demonstrations(records: Sequence[T], rng: random.Random, shots: int, limit: int | None = None,
+                        compatible: Callable[[T, T], bool] | None = None) -> list[tuple[T, list[T]]]:
+    """Loaded records in a seeded order, each with `shots` demonstrations drawn from the other records
+    (those `compatible(record, other)` allows, e.g. ones that do not give the answer away)."""
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    out = []
+    for index in order[:limit]:
+        others = [other for i, other in enumerate(records)
+                  if i != index and (compatible is None or compatible(records[index], other))]
+        out.append((records[index], rng.sample(others, min(shots, len(others)))))
+    return out
