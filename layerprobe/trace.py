@@ -34,6 +34,10 @@ from layerprobe.lens import Lens
 from layerprobe.models import LoadedModel
 from layerprobe.results import bootstrap_interval, layer_rows
 from layerprobe.tasks.base import MCItem
+from layerprobe.tasks.calculation import calculation_items
+from layerprobe.tasks.factual import FACTS, Fact, factual_items
+from layerprobe.tasks.logical import logical_items
+from layerprobe.tasks.truthfulness import truthfulness_items
 
 K_GRID = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 POS_TAGS = ("DET", "ADP", "PUNCT", "NOUN", "VERB", "ADJ")
@@ -302,7 +306,7 @@ MAX_ANSWER_TOKENS = 3
 FACT_SHOTS = 3
 
 
-def fact_cuts(lm: LoadedModel, facts: Sequence, limit: int | None, seed: int = 0) -> CutItems:
+def fact_cuts(lm: LoadedModel, facts: Sequence[Fact], limit: int | None, seed: int = 0) -> CutItems:
     """Few-shot cloze prompts (same relation, other answers) with the answer appended, cut before each answer token.
 
     Label "len<n>/pos<j>"; at most `limit` facts per answer length.
@@ -355,11 +359,17 @@ LETTERS = "ABCDEFGH"
 
 
 def lettered(item: MCItem, max_options: int = 4, seed: int = 0) -> OptionItem:
-    """A multiple-choice item as a lettered question: the options are the letter tokens " A", " B", ..."""
+    """A multiple-choice item as a lettered question: the options are the letter tokens " A", " B", ...
+
+    The correct candidate and up to `max_options - 1` others keep their order; a few-shot prompt's
+    trailing "A:" gives way to the choices and "Answer:", a cloze gets a blank.
+    """
     false = [i for i in range(len(item.candidates)) if i not in item.correct]
     chosen = sorted([item.correct[0]] + random.Random(seed).sample(false, min(max_options - 1, len(false))))
+    question = item.prompt.rstrip()
+    question = question[: -len("A:")].rstrip() if question.endswith("A:") else question + " ___"
     lines = [f"{LETTERS[n]}. {item.candidates[i].strip()}" for n, i in enumerate(chosen)]
-    prompt = f"{item.prompt.strip()} ...\n" + "\n".join(lines) + "\nAnswer:"
+    prompt = question + "\nChoices:\n" + "\n".join(lines) + "\nAnswer:"
     return OptionItem(prompt, [f" {LETTERS[n]}" for n in range(len(chosen))], chosen.index(item.correct[0]))
 
 
@@ -381,13 +391,26 @@ class OptionTrace:
 
 def trace_options(lm: LoadedModel, lenses: dict[str, Lens], items: Sequence[OptionItem], progress: bool = True,
                   desc: str = "options") -> dict[str, OptionTrace]:
-    """Option log-probs at the last prompt position, at every layer, for each lens (items must share options)."""
-    option_ids = option_token_ids(lm, items[0].options)
+    """Option log-probs at the last prompt position, at every layer, for each lens.
+
+    Items may have fewer options than others (a lettered question with three choices) as long as
+    their options are a prefix of the longest list; options an item lacks get log-prob -inf.
+    """
+    options = max((item.options for item in items), key=len)
+    if any(item.options != options[: len(item.options)] for item in items):
+        raise LayerprobeError(f"{desc}: the items' options are not prefixes of one list {options}")
+    option_ids = option_token_ids(lm, options)
     sequences = [lm.tokenizer(item.prompt)["input_ids"] for item in items]
     readouts, _ = read_positions(lm, lenses, sequences, [[len(s) - 1] for s in sequences], options=option_ids,
                                  progress=progress, desc=desc)
     correct = np.array([item.correct for item in items])
-    return {name: OptionTrace(readout.option_logprob, correct) for name, readout in readouts.items()}
+    traces = {}
+    for name, readout in readouts.items():
+        logprob = readout.option_logprob.copy()
+        for number, item in enumerate(items):
+            logprob[number, :, len(item.options):] = -np.inf
+        traces[name] = OptionTrace(logprob, correct)
+    return traces
 
 
 def option_rows(trace: OptionTrace, *, model: str, task: str, subtask: str, method: str,
@@ -547,7 +570,7 @@ def flip_rows(readout: Readout, frequency_ranks: np.ndarray, *, model: str, meth
 # --------------------------------------------------------------------------- running the analyses
 
 ANALYSES = ("pos", "facts", "options", "frequency", "flips")
-DEFAULT_LIMITS = {"pos": 40, "facts": 20, "options": 25, "frequency": 300, "flips": 300}
+DEFAULT_LIMITS = {"pos": 40, "facts": 20, "options": 15, "frequency": 300, "flips": 300}
 """Items per subtask without --limit: tags, answer lengths, option tasks; positions for frequency and flips."""
 Rows = list[dict[str, object]]
 
@@ -563,7 +586,7 @@ class TraceContext:
     limit: int | None
     seed: int
     progress: bool = True
-    facts: Sequence | None = None
+    facts: Sequence[Fact] | None = None
     option_tasks: dict[str, list[OptionItem]] | None = None
 
     def __post_init__(self) -> None:
@@ -605,24 +628,21 @@ def analyse_pos(ctx: TraceContext) -> dict[str, Rows]:
 
 
 def analyse_facts(ctx: TraceContext) -> dict[str, Rows]:
-    facts = ctx.facts
-    if facts is None:
-        try:
-            from layerprobe.tasks.factual import FACTS as facts
-        except ImportError:
-            raise LayerprobeError("the facts analysis needs the fact table layerprobe.tasks.factual (study 1)") from None
-    items = fact_cuts(ctx.lm, facts, ctx.limit_for("facts"), seed=ctx.seed)
+    items = fact_cuts(ctx.lm, ctx.facts if ctx.facts is not None else FACTS, ctx.limit_for("facts"), seed=ctx.seed)
     return _labelled_rows(trace_facts(ctx.lm, ctx.lenses, items, ctx.progress), ctx, "facts")
 
 
 def default_option_tasks(limit: int, seed: int) -> dict[str, list[OptionItem]]:
-    """The project's sentiment and entailment tasks, plus study 1's factual items as lettered questions."""
+    """The project's sentiment and entailment tasks, plus study 1's multiple-choice tasks as lettered questions."""
+    study1 = {
+        "factual": factual_items(limit, seed),
+        "calculation": calculation_items(1, seed)[:limit],
+        "logical": logical_items(limit, seed)[:limit],
+        "truthfulqa": truthfulness_items(limit, seed),
+    }
     tasks = {"sentiment": sentiment_items(limit, seed), "entailment": entailment_items(limit, seed)}
-    try:
-        from layerprobe.tasks.factual import factual_items
-    except ImportError:
-        return tasks
-    tasks["factual-lettered"] = [lettered(item, seed=seed + n) for n, item in enumerate(factual_items(limit, seed))]
+    for name, items in study1.items():
+        tasks[f"{name}-lettered"] = [lettered(item, seed=seed + n) for n, item in enumerate(items)]
     return tasks
 
 
