@@ -1,7 +1,7 @@
 """Study 2, "How Do LLMs Use Their Depth?": logit-lens and tuned-lens traces of the model's own final guess.
 
     python trace_layers.py                                  # all analyses, both lenses, SmolLM2
-    python trace_layers.py --analysis pos --lens logit --limit 20
+    python trace_layers.py --analysis pos,facts --lens logit --limit 20
 
 Writes out/data/trace_<model>.csv (schema of CSV_CONVENTIONS.md, methods logit-lens / tuned-lens).
 Finished (analysis, lens) units are skipped on a rerun, so an interrupted run resumes. The tuned
@@ -26,7 +26,8 @@ METHODS = {"logit": "logit-lens", "tuned": "tuned-lens"}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--analysis", choices=[*ANALYSES, "all"], default="all", help="which trace to run (default all)")
+    parser.add_argument("--analysis", default="all",
+                        help=f"{'|'.join(ANALYSES)}|all, or several joined by commas (default all)")
     parser.add_argument("--lens", choices=["logit", "tuned", "both"], default="both", help="which lens (default both)")
     parser.add_argument("--lens-dir", default=None,
                         help="tuned-lens folder: loaded if it holds a lens, else trained and saved there "
@@ -40,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_model_args(parser)
     add_run_args(parser)
     args = parser.parse_args(argv)
+    args.analysis = list(ANALYSES) if args.analysis == "all" else args.analysis.split(",")
+    unknown = [name for name in args.analysis if name not in ANALYSES]
+    if unknown:
+        parser.error(f"unknown analysis '{unknown[0]}': use {', '.join(ANALYSES)} or all")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
     if args.lens_steps < 1:
@@ -66,7 +71,7 @@ def build_lenses(lm: LoadedModel, methods: list[str], args: argparse.Namespace, 
 
 def run_model(model: str, args: argparse.Namespace) -> None:
     results = ResultsFile(output_path(args.out, model))
-    analyses = list(ANALYSES) if args.analysis == "all" else [args.analysis]
+    analyses = args.analysis
     wanted = list(METHODS.values()) if args.lens == "both" else [METHODS[args.lens]]
     todo = {analysis: [m for m in wanted if not results.done(model=model, task=analysis, method=m)] for analysis in analyses}
     for analysis, methods in todo.items():
