@@ -169,10 +169,8 @@ def _final_logprobs(lens: Lens, final_states: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(lens(final_states, lens.n_layers), dim=-1)
 
 
-def held_out_kl(lm: LoadedModel, lens: Lens, sequences: list[list[int]], chunk: int = 64,
-                progress: bool = False) -> np.ndarray:
-    """Mean KL(final || lens) per layer [L+1] over every position of `sequences` (0 at layer L)."""
-    states = _stacked_states(lm, sequences, progress, f"{lm.name} held-out states")
+def held_out_kl(lens: Lens, states: torch.Tensor, chunk: int = 64) -> np.ndarray:
+    """Mean KL(final || lens) per layer [L+1] over the positions of states [L+1, N, d] (0 at layer L)."""
     totals = np.zeros(states.shape[0])
     with torch.no_grad():
         for start in range(0, states.shape[1], chunk):
@@ -214,8 +212,8 @@ def train_tuned_lens(lm: LoadedModel, train_sequences: list[list[int]], held_out
         bar.set_postfix(kl_per_layer=f"{total / config.n_layers:.3f}")
     bar.close()
     lens.eval()
-    logit_kl = held_out_kl(lm, LogitLens(lm.adapter), held_out_sequences, progress=progress)
-    tuned_kl = held_out_kl(lm, lens, held_out_sequences, progress=progress)
+    held_out = _stacked_states(lm, held_out_sequences, progress, f"{lm.name} held-out states")
+    logit_kl, tuned_kl = held_out_kl(LogitLens(lm.adapter), held_out), held_out_kl(lens, held_out)
     config.held_out_kl_logit, config.held_out_kl_tuned = logit_kl.tolist(), tuned_kl.tolist()
     if log:
         print(f"held-out KL(final || lens) per layer, {sum(map(len, held_out_sequences))} positions:")

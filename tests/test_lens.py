@@ -78,7 +78,8 @@ def test_tuned_lens_training_lowers_kl_below_the_logit_lens_on_held_out_text(tmp
     tuned_kl = np.array(lens.config.held_out_kl_tuned)
     assert tuned_kl[-1] == pytest.approx(0.0, abs=1e-5) and logit_kl[-1] == pytest.approx(0.0, abs=1e-5)
     assert np.all(tuned_kl[:-1] < logit_kl[:-1]), (tuned_kl, logit_kl)
-    np.testing.assert_allclose(held_out_kl(lm, lens, held_out), tuned_kl, rtol=1e-5)
+    held_out_states = torch.cat([_all_states(lm, ids) for ids in held_out], dim=1)
+    np.testing.assert_allclose(held_out_kl(lens, held_out_states), tuned_kl, rtol=1e-5)
     assert "layer  logit-lens  tuned-lens" in capsys.readouterr().out
 
     # Save and load give the same lens; a lens for another model is refused with a one-line error.
