@@ -13,8 +13,9 @@ from layerprobe.tasks.factual import Fact
 from layerprobe.trace import (
     CutItems, OptionItem, OptionTrace, Readout, bucket_of, earliest_layer, entailment_items, fact_cuts, first_layer,
     flip_rows, frequency_rows, lettered, option_rows, pos_cuts, read_positions, rank_rows, sentiment_items,
-    settle_layer, token_frequency_ranks, token_ranks, trace_cuts, trace_facts, word_cut_positions,
+    settle_layer, token_frequency_ranks, token_ranks, trace_cuts, trace_facts, trace_options, word_cut_positions,
 )
+from layerprobe.errors import LayerprobeError
 
 
 def test_token_ranks_count_only_strictly_higher_scores():
@@ -147,6 +148,16 @@ def test_option_rows_against_a_hand_computation():
     assert rank == pytest.approx({0: (3 + 1 + 1) / 3, 1: 1.0, 2: (2 + 1 + 2) / 3, 3: (1 + 1 + 2) / 3})
     summary = {r["metric"]: (r["value"], r["n_items"]) for r in rows if r["layer"] == -1}
     assert summary == {"enter_layer": (1.0, 2), "settle_layer": (2.0, 2)}
+
+
+def test_options_of_different_counts_share_one_prefix_list():
+    lm = tiny_lm("llama")
+    items = [OptionItem("Pick one: A or B?", ["A", "B"], 1), OptionItem("Pick one: A, B or C?", ["A", "B", "C"], 2)]
+    logprob = trace_options(lm, {"logit": LogitLens(lm.adapter)}, items, progress=False)["logit"].logprob
+    assert logprob.shape == (2, lm.n_layers + 1, 3)
+    assert np.isneginf(logprob[0, :, 2]).all() and np.isfinite(logprob[0, :, :2]).all() and np.isfinite(logprob[1]).all()
+    with pytest.raises(LayerprobeError, match="prefixes"):
+        trace_options(lm, {"logit": LogitLens(lm.adapter)}, [items[1], OptionItem("x", ["B", "A"], 0)], progress=False)
 
 
 def test_lettered_questions_keep_the_correct_answer():
