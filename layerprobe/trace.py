@@ -507,9 +507,9 @@ def token_frequency_ranks(tokenizer: object, paragraphs: Sequence[str], vocab_si
 
     Ties in count are broken by the smaller token id, so the ranking is deterministic.
     """
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for ids in tokenizer(list(paragraphs), add_special_tokens=False)["input_ids"]:
-        np.add.at(counts, np.asarray(ids, dtype=np.int64), 1)
+    encoded = tokenizer(list(paragraphs), add_special_tokens=False)["input_ids"]
+    all_ids = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64)
+    counts = np.bincount(all_ids, minlength=vocab_size)[:vocab_size]
     order = np.lexsort((np.arange(vocab_size), -counts))
     ranks = np.empty(vocab_size, dtype=np.int64)
     ranks[order] = np.arange(1, vocab_size + 1)
@@ -622,7 +622,7 @@ def _labelled_rows(readouts: dict[str, dict[str, Readout]], ctx: TraceContext, t
 def analyse_pos(ctx: TraceContext) -> dict[str, Rows]:
     limit = ctx.limit_for("pos")
     order = np.random.default_rng(ctx.seed).permutation(len(ctx.held_out_paragraphs))
-    paragraphs = [ctx.held_out_paragraphs[i] for i in order[: max(8, 4 * limit)]]
+    paragraphs = [ctx.held_out_paragraphs[i] for i in order[: max(4, 4 * limit)]]
     items = pos_cuts(ctx.lm, paragraphs, tagger=pos_tagger(), seed=ctx.seed)
     return _labelled_rows(trace_cuts(ctx.lm, ctx.lenses, items, limit, ctx.progress, desc="pos"), ctx, "pos")
 
