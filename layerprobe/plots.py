@@ -315,8 +315,11 @@ def heatmap(ax: Axes, matrix: np.ndarray, rows: Sequence[str], columns: Sequence
     return image
 
 
-def legend_right(figure: Figure, handles: list, labels: list[str], title: str | None = None) -> None:
-    figure.legend(handles, labels, loc="outside right upper", title=title, frameon=False)
+def legend_below(figure: Figure, handles: list, labels: list[str], title: str | None = None) -> None:
+    """One legend under the panels, as many columns as the figure width allows: never covers a title."""
+    longest = max((len(label) for label in labels), default=1)
+    columns = max(1, min(len(labels), int(figure.get_figwidth() / (0.075 * longest + 0.6))))
+    figure.legend(handles, labels, loc="outside lower center", ncols=columns, title=title, frameon=False)
 
 
 def missing(name: str, section: str, reason: str) -> list[Outcome]:
@@ -418,7 +421,7 @@ def study1_curves(data: Data, canvas: Canvas) -> list[Outcome]:
             relative.set_title("by relative depth")
             title = f"{task_label(task) if metric == headline_metric(task) else task}: {metric} per layer (95% CI bands)"
             figure.suptitle(title)
-            legend_right(figure, *absolute.get_legend_handles_labels())
+            legend_below(figure, *absolute.get_legend_handles_labels())
             name = f"s1_curves_{safe_name(task)}" + ("" if metric == headline_metric(task) else f"_{metric}")
             outcomes.append(canvas.save(figure, name, STUDY1, title, "; ".join(readings) + "."))
     return outcomes
@@ -465,7 +468,7 @@ def study1_sizes(data: Data, canvas: Canvas) -> list[Outcome]:
     best_ax.set_xticks(range(len(tasks)), [task_label(t) for t in tasks], rotation=20, ha="right")
     title = "Accuracy by task across models: last layer vs best layer"
     figure.suptitle(title)
-    legend_right(figure, *last_ax.get_legend_handles_labels())
+    legend_below(figure, *last_ax.get_legend_handles_labels())
     return [canvas.save(figure, "s1_sizes", STUDY1, title, "; ".join(readings) + ".")]
 
 
@@ -498,9 +501,10 @@ def study1_radar(data: Data, canvas: Canvas) -> list[Outcome]:
         for r, number in enumerate(types):
             for c, digits in enumerate(digit_ranges):
                 ax = figure.add_subplot(len(types), len(digit_ranges), r * len(digit_ranges) + c + 1, projection="polar")
-                cell = select(mine, digits=digits, number=number)
+                cell = select(mine, digits=digits, number=number).pivot_table(index="layer", columns="op", values="value")
+                cell = cell.reindex(index=layers, columns=OPERATIONS)
                 for layer, colour in zip(layers, colours):
-                    values = [select(cell, op=op, layer=layer)["value"].mean() for op in OPERATIONS]
+                    values = cell.loc[layer].to_numpy()
                     closed = np.append(values, values[0])
                     ax.plot(np.append(angles, angles[0]), closed, color=colour, lw=1.4, label=f"layer {layer}")
                     ax.fill(np.append(angles, angles[0]), np.nan_to_num(closed), color=colour, alpha=0.05)
@@ -511,7 +515,7 @@ def study1_radar(data: Data, canvas: Canvas) -> list[Outcome]:
                 ax.set_title(f"{digits} digits, {number}", pad=12)
         handles, labels = figure.axes[0].get_legend_handles_labels()
         labels = [f"{label} (best)" if label == f"layer {best}" else label for label in labels]
-        figure.legend(handles, labels, loc="outside lower center", ncols=len(layers), frameon=False)
+        legend_below(figure, handles, labels)
         title = f"{model}: calculation accuracy per operation at selected layers ({method})"
         figure.suptitle(title)
         last = select(mine, layer=n_layers).groupby("op")["value"].mean()
@@ -607,7 +611,7 @@ def study1_lens_vs_probe(data: Data, canvas: Canvas) -> list[Outcome]:
         for ax in axes[:len(tasks)]:
             for handle, label in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(label, handle)
-        legend_right(figure, list(handles.values()), list(handles), "method")
+        legend_below(figure, list(handles.values()), list(handles), "method")
         title = f"{model}: lens vs linear probe per layer"
         figure.suptitle(title)
         outcomes.append(canvas.save(figure, f"s1_lens_probe_{safe_name(model)}", STUDY1, title, "; ".join(readings) + "."))
@@ -655,7 +659,7 @@ def study2_earliest(data: Data, canvas: Canvas) -> list[Outcome]:
             handles = [Line2D([], [], color=colours[s], marker="o", ms=3.5, label=s) for s in subtasks]
             handles += [Line2D([], [], color="black", ls=LENS_STYLE.get(m, ":"), label=m)
                         for m in ordered(mine["method"], LENSES)]
-            legend_right(figure, handles, [h.get_label() for h in handles], what)
+            legend_below(figure, handles, [h.get_label() for h in handles], what)
             title = f"{model}: earliest layer where the final token is in the top k, by {what}"
             figure.suptitle(title.replace(", by", "\nby"))
             outcomes.append(canvas.save(figure, f"s2_earliest_{task}_{safe_name(model)}", STUDY2, title,
@@ -712,7 +716,7 @@ def study2_options(data: Data, canvas: Canvas) -> list[Outcome]:
         handles += [Line2D([], [], color="black", ls=LENS_STYLE.get(m, ":"), label=m) for m in ordered(mine["method"], LENSES)]
         handles += [Line2D([], [], ls="", marker=m, color="white", mec="black", label=label)
                     for m, label in (("^", "enters (first on top)"), ("o", "settles (stays on top)"))]
-        legend_right(figure, handles, [h.get_label() for h in handles], "option task")
+        legend_below(figure, handles, [h.get_label() for h in handles], "option task")
         title = f"{model}: where the correct option rises to the top, per layer"
         figure.suptitle(title)
         outcomes.append(canvas.save(figure, f"s2_options_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
@@ -750,7 +754,7 @@ def study2_frequency(data: Data, canvas: Canvas) -> list[Outcome]:
             top = buckets[0]
             readings.append(f"{method}: {top} tokens are {pct(table.loc[first, top])} of top-1 predictions at layer "
                             f"{first} and {pct(table.loc[last, top])} at layer {last}")
-        legend_right(figure, *axes[0].get_legend_handles_labels(), "frequency bucket")
+        legend_below(figure, *axes[0].get_legend_handles_labels(), "frequency bucket")
         title = f"{model}: frequency bucket of the top-1 token per layer"
         figure.suptitle(title)
         outcomes.append(canvas.save(figure, f"s2_frequency_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
@@ -786,7 +790,7 @@ def study2_flips(data: Data, canvas: Canvas) -> list[Outcome]:
         handles = [Line2D([], [], color=colours[b], lw=2.4 if b == "all" else 1.4, label=b)
                    for b in buckets + (["all"] if "all" in set(mine["subtask"]) else [])]
         handles += [Line2D([], [], color="grey", ls=LENS_STYLE.get(m, ":"), label=m) for m in ordered(mine["method"], LENSES)]
-        legend_right(figure, handles, [h.get_label() for h in handles], "final top-1 bucket")
+        legend_below(figure, handles, [h.get_label() for h in handles], "final top-1 bucket")
         title = f"{model}: decision flip rate per layer by frequency bucket"
         figure.suptitle(title)
         outcomes.append(canvas.save(figure, f"s2_flips_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
@@ -844,7 +848,7 @@ def synthetic_probes(data: Data, canvas: Canvas) -> list[Outcome]:
                 ax.set_visible(False)
             handles |= {f"{init} model": Line2D([], [], color="black", ls=style)
                         for init, style in (("trained", "-"), ("random", "--"))}
-            legend_right(figure, list(handles.values()), list(handles), "label")
+            legend_below(figure, list(handles.values()), list(handles), "label")
             title = f"{model}: {task} probe accuracy per layer, trained vs random-init model"
             figure.suptitle(title)
             outcomes.append(canvas.save(figure, f"syn_probes_{safe_name(task)}_{safe_name(model)}", SYNTHETIC, title,
@@ -879,7 +883,7 @@ def synthetic_training(data: Data, canvas: Canvas) -> list[Outcome]:
         axes[1].set_xlabel("step")
         axes[1].set_ylabel("learning rate")
         axes[1].set_title("learning-rate schedule")
-    legend_right(figure, *axes[0].get_legend_handles_labels(), "run")
+    legend_below(figure, *axes[0].get_legend_handles_labels(), "run")
     title = "Training curves of the synthetic-world models"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_training", SYNTHETIC, title, "; ".join(readings) + ".")]
@@ -918,7 +922,7 @@ def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
         ax.set_yticks(np.linspace(0, 1, 5))
         ax.grid(axis="x", visible=False)
         ax.set_title(task)
-    legend_right(figure, list(handles.values()), list(handles), "model, split")
+    legend_below(figure, list(handles.values()), list(handles), "model, split")
     title = "Synthetic worlds: accuracy by training condition (hatched = train split)"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_qa", SYNTHETIC, title, "; ".join(readings) + ".")]
@@ -937,22 +941,24 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     figure = new_figure(7.5, 4.2)
     ax = figure.add_subplot()
     readings = []
+    flags = sorted(set(quantised))
     for group, colour in zip(groups, SERIES_PALETTE):
         part = rows if group is None else rows[rows["exposures"] == group]
         for flag in sorted(set(quantised[part.index])):
             points = part[quantised[part.index] == flag].sort_values("n_params")
-            label = ("all runs" if group is None else f"{int(group)} exposures") + (f", quantised {flag}" if flag else "")
+            label = ("all runs" if group is None else f"{int(group)} exposures") + (f", quantised {flag}" if len(flags) > 1 else "")
             marker = "s" if flag.lower() in ("true", "1", "yes", "int8", "int4") else "o"
             ax.plot(points["n_params"], points["value"], "-", marker=marker, color=colour, label=label, ms=5)
             top = points.loc[points["value"].idxmax()]
             readings.append(f"{label}: up to {top['value']:.2f} bits/param (at {int(top['n_params']):,} parameters)")
     ax.axhline(2, color="grey", ls=":", lw=1)
-    ax.text(ax.get_xlim()[0], 2, " 2 bits/param (published, 1000 exposures)", va="bottom", fontsize=7, color="grey")
+    ax.text(0.01, 2, "2 bits/param (published, 1000 exposures)", transform=ax.get_yaxis_transform(),
+            va="bottom", fontsize=7, color="grey")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("bits of knowledge per parameter")
     ax.set_ylim(bottom=0)
-    legend_right(figure, *ax.get_legend_handles_labels())
+    legend_below(figure, *ax.get_legend_handles_labels())
     title = "Knowledge capacity: bits per parameter vs model size"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_capacity", SYNTHETIC, title, "; ".join(readings) + ".")]

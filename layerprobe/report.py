@@ -26,7 +26,7 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom:
 figure { margin: 1.5em 0 2.5em; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { margin-top: 0.5em; } .files { font-size: 0.85em; color: #666; }
 table { border-collapse: collapse; font-size: 0.9em; } td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
-nav ol { columns: 2; } code { background: #f4f4f4; padding: 0 0.2em; }
+code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
 
@@ -58,9 +58,9 @@ def file_rows(data: Data) -> list[list[object]]:
             content = "runs: " + ", ".join(sorted(set(data.training.loc[data.training["source"] == csv.path.name, "run"])))
         else:
             mine = data.results[data.results["source"] == csv.path.name]
-            content = "; ".join(f"{column}s: {', '.join(sorted(set(mine[column].astype(str))))}"
+            content = "; ".join(f"{column}s: {', '.join(sorted(set(mine[column]) - {''}))}"
                                 for column in ("model", "task", "method"))
-        modified = dt.datetime.fromtimestamp(csv.modified).strftime("%Y-%m-%d %H:%M:%S")
+        modified = dt.datetime.fromtimestamp(csv.modified).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
         rows.append([csv.path.name, modified, csv.rows, content, ", ".join(csv.extra_columns) or "-"])
     return rows
 
@@ -73,7 +73,7 @@ def render(data: Data, outcomes: Sequence[Outcome], report_path: Path, settings:
              f"<style>{CSS}</style></head><body>",
              "<h1>layerprobe report</h1>",
              f"<p>{len(drawn)} figures from {len(data.files)} CSV files; {len(skipped)} figures skipped. "
-             f"Generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}.</p>"]
+             f"Generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}.</p>"]
     toc = []
     body = []
     for section in SECTIONS:
@@ -81,14 +81,14 @@ def render(data: Data, outcomes: Sequence[Outcome], report_path: Path, settings:
         if not figures:
             continue
         toc.append(f"<li><a href='#{anchor(section)}'>{html.escape(section)}</a><ol>"
-                   + "".join(f"<li><a href='#{anchor(d.name)}'>{html.escape(d.title)}</a></li>" for d in figures)
+                   + "".join(f"<li><a href='#{d.name}'>{html.escape(d.title)}</a></li>" for d in figures)
                    + "</ol></li>")
         body.append(f"<h2 id='{anchor(section)}'>{html.escape(section)}</h2>")
         for figure in figures:
             links = [Path(os.path.relpath(path, report_path.parent)).as_posix() for path in figure.files]
             image = next((link for link in links if link.endswith(".png")), links[0])
             body.append(
-                f"<figure id='{anchor(figure.name)}'><h3>{html.escape(figure.title)}</h3>"
+                f"<figure id='{figure.name}'><h3>{html.escape(figure.title)}</h3>"
                 f"<img src='{html.escape(image)}' alt='{html.escape(figure.title)}'>"
                 f"<figcaption><p>{html.escape(figure.reading)}</p><p class='files'>files: "
                 + ", ".join(f"<a href='{html.escape(link)}'>{html.escape(Path(link).name)}</a>" for link in links)

@@ -142,14 +142,19 @@ def training_frame(run: str, steps: int = 40) -> pd.DataFrame:
                              lr=1e-3 * np.minimum(1, step / 100)))
 
 
-def write_all(folder: Path, seed: int = 0) -> dict[str, Path]:
-    """Write one CSV per (script, model) as the producers do; returns name -> path."""
+def write_all(folder: Path, depths: dict[str, int] | None = None, seed: int = 0) -> dict[str, Path]:
+    """Write one CSV per (script, model) as the producers do; returns name -> path.
+
+    Every model (alias -> number of blocks, default MODELS) gets the study-1 tasks; the first one
+    also gets the study-2 traces, which keeps the figure count (and the test time) down.
+    """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     frames = {}
-    for model, n_layers in MODELS.items():
+    for index, (model, n_layers) in enumerate((depths or MODELS).items()):
         frames[f"study1_{model}"] = pd.DataFrame(study1_rows(model, n_layers, rng))
-        frames[f"trace_{model}"] = pd.DataFrame(study2_rows(model, n_layers, rng))
+        if index == 0:
+            frames[f"trace_{model}"] = pd.DataFrame(study2_rows(model, n_layers, rng))
     frames["synthetic"] = pd.DataFrame(synthetic_rows(rng))
     frames["train_cfg-gpt-4l"] = training_frame("cfg-gpt-4l")
     frames["train_bios-gpt-4l"] = training_frame("bios-gpt-4l", steps=60)
