@@ -38,13 +38,14 @@ LENSES = ["logit-lens", "tuned-lens"]
 LENS_STYLE = {"logit-lens": "-", "tuned-lens": "--"}
 FREQUENCY_BUCKETS = ["top10", "11-100", "101-1000", "rest"]
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
-QA_TASKS = ["cfg-generation", "bios-qa", "igsm-accuracy"]
+QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
 SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity"]
 TRAINING_COLUMNS = ["run", "step", "loss"]
 NUMERIC_COLUMNS = ["layer", "n_layers", "value", "n_items", "ci_low", "ci_high"]
 ROW_KEY = ["model", "task", "subtask", "language", "method", "layer", "metric"]
-DISTINGUISHING_EXTRAS = ["k", "n_params", "exposures", "quantised"]
-"""Extra columns that tell apart rows sharing the ROW_KEY (earliest layer per k, capacity runs)."""
+NUMERIC_EXTRAS = ["k", "n_params", "exposures"]
+DISTINGUISHING_EXTRAS = NUMERIC_EXTRAS + ["quantised", "attribute"]
+"""Extra columns that tell apart rows sharing the ROW_KEY (earliest layer per k, capacity runs, QA per question)."""
 MAX_TABLE_LAYERS = 41
 """Heatmaps with more layers than this show every n-th layer so cell numbers stay readable."""
 
@@ -108,7 +109,7 @@ def load_data(folder: str | Path) -> Data:
             frame["run"] = frame["run"].astype(str)
             training.append(frame.assign(source=path.name))
         else:
-            _numeric(frame, NUMERIC_COLUMNS + [c for c in DISTINGUISHING_EXTRAS if c != "quantised"], path)
+            _numeric(frame, NUMERIC_COLUMNS + NUMERIC_EXTRAS, path)
             for column in ("model", "task", "method", "metric"):
                 frame[column] = frame[column].fillna("").astype(str)
             results.append(frame.assign(source=path.name))
@@ -164,6 +165,13 @@ def primary_method(methods: Iterable[str]) -> str:
 
 def headline_metric(task: str) -> str:
     return "mc1" if task == "truthfulqa" else "accuracy"
+
+
+def headline_rows(rows: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The headline metric of one task and method and its rows: MC1 where the lens reports it
+    (TruthfulQA), else accuracy (which is what the TruthfulQA probe reports)."""
+    metric = "mc1" if (rows["metric"] == "mc1").any() else "accuracy"
+    return metric, rows[rows["metric"] == metric]
 
 
 def ordered(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
@@ -341,7 +349,7 @@ def model_task_curves(rows: pd.DataFrame, model: str) -> tuple[str, dict[str, pd
     method = primary_method(mine["method"])
     curves = {}
     for task in ordered(mine["task"], STUDY1_TASKS):
-        part = select(mine, task=task, method=method, metric=headline_metric(task))
+        _, part = headline_rows(select(mine, task=task, method=method))
         if not part.empty and (part["layer"] >= 0).any():
             curves[task] = overall(part)
     return method, curves
@@ -376,9 +384,9 @@ def study1_heatmaps(data: Data, canvas: Canvas) -> list[Outcome]:
         ax.xaxis.tick_top()
         ax.set_ylabel("layer (0 = embeddings)")
         figure.colorbar(image, ax=ax, label="accuracy (%)", shrink=0.6)
-        stride = "" if len(layers) == n_layers + 1 else ", every other layer shown"
-        title = f"{model}: accuracy (%) per layer and task, {method}{stride}"
-        ax.set_title(f"{model}: accuracy (%) per layer, {method}\n(bold = best layer of the task)", fontsize=9)
+        thinned = "" if len(layers) == n_layers + 1 else f", layers in steps of {layers[1] - layers[0]}"
+        title = f"{model}: accuracy (%) per layer and task, {method}{thinned}"
+        ax.set_title(f"{model}: accuracy (%) per layer, {method}{thinned}\n(bold = best layer of the task)", fontsize=9)
         reading = "; ".join(curve_reading(task_label(t), curves[t], n_layers) for t in tasks) + "."
         outcomes.append(canvas.save(figure, f"s1_heatmap_{safe_name(model)}", STUDY1, title, reading))
     return outcomes
@@ -563,7 +571,7 @@ def study1_xmps(data: Data, canvas: Canvas) -> list[Outcome]:
             for language in languages[task]:
                 row = table.loc[language].dropna()
                 if len(row):
-                    per_language.append(f"{language} best layer {int(row.idxmax())} ({pct(row.max() / 1)})")
+                    per_language.append(f"{language} best layer {int(row.idxmax())} ({pct(row.max())})")
             readings.append(f"{task}: " + ", ".join(per_language))
         title = f"{model}: cross-lingual accuracy (%) per language and layer ({method})"
         figure.suptitle(title)
@@ -577,7 +585,7 @@ def study1_lens_vs_probe(data: Data, canvas: Canvas) -> list[Outcome]:
     for model in model_order(rows):
         mine = select(rows, model=model)
         tasks = [t for t in ordered(mine["task"], STUDY1_TASKS)
-                 if select(mine, task=t, metric=headline_metric(t))["method"].nunique() > 1]
+                 if select(mine, task=t).query("metric != 'control'")["method"].nunique() > 1]
         if not tasks:
             continue
         n_layers = depth(mine)
@@ -591,20 +599,21 @@ def study1_lens_vs_probe(data: Data, canvas: Canvas) -> list[Outcome]:
         for ax, task in zip(axes, tasks):
             part = select(mine, task=task)
             for method in sorted(set(part["method"])):
-                curve_rows = select(part, method=method, metric=headline_metric(task))
+                metric, curve_rows = headline_rows(select(part, method=method))
                 if curve_rows.empty:
                     continue
                 curve = overall(curve_rows)
-                plot_curve(ax, curve.index.to_numpy(), curve, colours[method], method)
+                label = method if metric == "accuracy" else f"{method} ({metric})"
+                plot_curve(ax, curve.index.to_numpy(), curve, colours[method], label)
                 layer, value = best_layer(curve)
-                readings.append(f"{task} {method} best layer {layer} ({pct(value)})")
+                readings.append(f"{task} {label} best layer {layer} ({pct(value)})")
             control = select(part, metric="control")
             if not control.empty:
                 curve = overall(control)
                 ax.plot(curve.index, curve["value"], ":", color="grey", lw=1.4, label="probe control (shuffled labels)")
             layer_axis(ax, n_layers)
-            share_axis(ax, headline_metric(task))
-            ax.set_title(task_label(task))
+            share_axis(ax, "accuracy" if task != "truthfulqa" else "MC1 (lens) / accuracy (probe)")
+            ax.set_title(task)
         for ax in axes[len(tasks):]:
             ax.set_visible(False)
         handles, labels = {}, {}
@@ -735,7 +744,7 @@ def study2_frequency(data: Data, canvas: Canvas) -> list[Outcome]:
         methods = ordered(mine["method"], LENSES)
         buckets = ordered(mine["subtask"], FREQUENCY_BUCKETS)
         colours = dict(zip(buckets, matplotlib.colormaps["YlOrRd_r"](np.linspace(0.05, 0.8, len(buckets)))))
-        figure = new_figure(max(7.0, 0.22 * (n_layers + 1) + 2.5), 2.9 * len(methods) + 0.6)
+        figure = new_figure(min(14.0, max(7.0, 0.22 * (n_layers + 1) + 2.5)), 2.9 * len(methods) + 0.6)
         axes = figure.subplots(len(methods), 1, squeeze=False, sharex=True)[:, 0]
         readings = []
         for ax, method in zip(axes, methods):
@@ -856,41 +865,65 @@ def synthetic_probes(data: Data, canvas: Canvas) -> list[Outcome]:
     return outcomes
 
 
+def run_family(run: str) -> str:
+    """'capacity-n1000-gpt-l2w64-x100' -> 'capacity': runs of one sweep share a figure."""
+    return re.split(r"[-_]", run, maxsplit=1)[0] or run
+
+
 def synthetic_training(data: Data, canvas: Canvas) -> list[Outcome]:
     frame = data.training
     if frame.empty:
         return missing("syn_training", SYNTHETIC, "no train_*.csv files")
-    use_tokens = "tokens" in frame.columns and frame["tokens"].notna().all()
-    x_column = "tokens" if use_tokens else "step"
-    has_lr = "lr" in frame.columns and frame["lr"].notna().any()
-    figure = new_figure(10 if has_lr else 7.5, 3.8)
-    axes = figure.subplots(1, 2 if has_lr else 1, squeeze=False)[0]
-    runs = sorted(set(frame["run"]))
-    colours = dict(zip(runs, SERIES_PALETTE * (len(runs) // len(SERIES_PALETTE) + 1)))
-    readings = []
-    for run in runs:
-        line = frame[frame["run"] == run].sort_values("step")
-        axes[0].plot(line[x_column], line["loss"], color=colours[run], lw=1.3, label=run)
-        readings.append(f"{run}: loss {line['loss'].iloc[0]:.3f} -> {line['loss'].iloc[-1]:.3f} "
-                        f"after {int(line[x_column].iloc[-1]):,} {x_column}")
+    outcomes: list[Outcome] = []
+    for family in sorted({run_family(run) for run in frame["run"]}):
+        part = frame[[run_family(run) == family for run in frame["run"]]]
+        use_tokens = "tokens" in part.columns and part["tokens"].notna().all()
+        x_column = "tokens" if use_tokens else "step"
+        has_lr = "lr" in part.columns and part["lr"].notna().any()
+        figure = new_figure(10 if has_lr else 7.5, 3.8)
+        axes = figure.subplots(1, 2 if has_lr else 1, squeeze=False)[0]
+        runs = sorted(set(part["run"]))
+        colours = (SERIES_PALETTE if len(runs) <= len(SERIES_PALETTE)
+                   else list(matplotlib.colormaps["viridis"](np.linspace(0, 0.95, len(runs)))))
+        readings = []
+        for run, colour in zip(runs, colours):
+            line = part[part["run"] == run].sort_values("step")
+            axes[0].plot(line[x_column], line["loss"], color=colour, lw=1.3, label=run)
+            readings.append(f"{run}: loss {line['loss'].iloc[0]:.3f} -> {line['loss'].iloc[-1]:.3f} "
+                            f"after {int(line[x_column].iloc[-1]):,} {x_column}")
+            if has_lr:
+                axes[1].plot(line["step"], line["lr"], color=colour, lw=1.3)
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel(x_column)
+        axes[0].set_ylabel("training loss (nats/token, log scale)")
+        axes[0].set_title("loss")
         if has_lr:
-            axes[1].plot(line["step"], line["lr"], color=colours[run], lw=1.3)
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel(x_column)
-    axes[0].set_ylabel("training loss (nats/token, log scale)")
-    axes[0].set_title("loss")
-    if has_lr:
-        axes[1].set_xlabel("step")
-        axes[1].set_ylabel("learning rate")
-        axes[1].set_title("learning-rate schedule")
-    legend_below(figure, *axes[0].get_legend_handles_labels(), "run")
-    title = "Training curves of the synthetic-world models"
-    figure.suptitle(title)
-    return [canvas.save(figure, "syn_training", SYNTHETIC, title, "; ".join(readings) + ".")]
+            axes[1].set_xlabel("step")
+            axes[1].set_ylabel("learning rate")
+            axes[1].set_title("learning-rate schedule")
+        legend_below(figure, *axes[0].get_legend_handles_labels(), "run")
+        title = f"Training curves: {family} runs"
+        figure.suptitle(title)
+        outcomes.append(canvas.save(figure, f"syn_training_{safe_name(family)}", SYNTHETIC, title,
+                                    "; ".join(readings) + "."))
+    return outcomes
+
+
+def qa_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, task, condition, split): the "all" row where a task reports accuracy per
+    question (extra column `attribute`), else each question becomes its own condition."""
+    if "attribute" not in rows.columns:
+        return rows
+    attribute = rows["attribute"].fillna("").astype(str)
+    pooled = rows.assign(attribute=attribute).groupby("task")["attribute"].transform(lambda a: (a == "all").any())
+    keep = ~pooled | (attribute == "all")
+    split_out = ~pooled & (attribute != "")
+    subtask = rows["subtask"].where(~split_out, rows["subtask"] + "/" + attribute)
+    return rows.assign(subtask=subtask)[keep]
 
 
 def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
-    rows = select(data.results, task=QA_TASKS, metric="accuracy", layer=-1)
+    rows = qa_rows(select(data.results, task=QA_TASKS, metric="accuracy", layer=-1))
     if rows.empty:
         return missing("syn_qa", SYNTHETIC, f"no summary rows (layer -1) with task in {', '.join(QA_TASKS)}")
     tasks = ordered(rows["task"], QA_TASKS)
@@ -907,13 +940,17 @@ def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
         width = 0.8 / max(2, len(bars[task]))
         for index, (model, split) in enumerate(bars[task]):
             offsets = np.arange(len(conditions[task])) + (index - (len(bars[task]) - 1) / 2) * width
-            values = [select(part, model=model, language=split, subtask=c)["value"].mean() for c in conditions[task]]
+            cells = select(part, model=model, language=split).groupby("subtask")[["value", "ci_low", "ci_high"]].mean()
+            cells = cells.reindex(conditions[task])
+            values = cells["value"].to_numpy()
+            errors = np.abs(np.nan_to_num(cells[["ci_low", "ci_high"]].to_numpy().T - values, nan=0.0))
             handles[f"{model}, {split or 'all'}"] = ax.bar(
-                offsets, values, width * 0.92, color=canvas.colour(model), alpha=0.45 if split == "train" else 1.0,
-                hatch="//" if split == "train" else None, edgecolor="white")
+                offsets, values, width * 0.92, yerr=errors, color=canvas.colour(model),
+                alpha=0.45 if split == "train" else 1.0, hatch="//" if split == "train" else None, edgecolor="white",
+                error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
             for x, value in zip(offsets, values):
                 if np.isfinite(value):
-                    ax.text(x, value + 0.01, f"{value:.0%}", ha="center", va="bottom", fontsize=7)
+                    ax.text(x, min(value + 0.02, 1.06), f"{value:.0%}", ha="center", va="bottom", fontsize=7)
             readings.append(f"{task} {model} {split or 'all'}: "
                             + ", ".join(f"{c} {pct(v)}" for c, v in zip(conditions[task], values)))
         ax.set_xticks(range(len(conditions[task])), [c.replace("/", "/\n") for c in conditions[task]])

@@ -53,7 +53,7 @@ def study1_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dic
             curve = rising(n_layers, 0.25, 0.6 - 0.04 * index, 0.7 + 0.02 * index)
             rows += layer_rows(outcomes(curve, 25, rng), metric="accuracy", model=model, task=task,
                                method="lens-norm", language=language)
-    for task in ("factual", "logical"):
+    for task in ("factual", "logical", "truthfulqa"):  # the TruthfulQA probe reports accuracy, not MC1
         for metric, peak in (("accuracy", 0.7), ("control", 0.3)):
             rows += layer_rows(outcomes(rising(n_layers, 0.28, peak, 0.5), 40, rng), metric=metric, model=model,
                                task=task, method="probe", subtask="all" if task == "factual" else "", language="en",
@@ -119,21 +119,35 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
             for method, peak in (("vprobe-trained", 0.9), ("vprobe-random", 0.4)):
                 rows += layer_rows(outcomes(rising(4, 0.3, peak, 0.75), 80, rng), metric="accuracy", model=model,
                                    task=task, method=method, subtask="nece")
-    conditions = {"bios-qa": [("mixed/aug", 0.87), ("pretrain-finetune/noaug", 0.02), ("pretrain-finetune/aug", 0.95)],
-                  "cfg-generation": [("cfg3b", 0.98)], "igsm-accuracy": [("ops=3", 0.9), ("ops=6", 0.6)]}
-    for task, values in conditions.items():
-        for condition, value in values:
-            for split, shift in (("train", 0.05), ("test", 0.0)):
-                rows.append(dict(model=f"{task.split('-')[0]}-gpt-4l", task=task, subtask=condition, language=split,
-                                 method="generation", layer=-1, n_layers=4, metric="accuracy",
-                                 value=min(1.0, value + shift), n_items=200, ci_low="", ci_high=""))
+    for condition, value in (("mixed/aug", 0.87), ("pretrain-finetune/noaug", 0.02), ("pretrain-finetune/aug", 0.95)):
+        for split, shift in (("train", 0.05), ("test", 0.0)):
+            hits = [outcomes(np.array([min(1.0, value + shift + 0.02 * i)]), 50, rng)[0] for i in range(3)]
+            for attribute, values in (("birth_city", hits[0]), ("university", hits[1]), ("major", hits[2]),
+                                      ("all", np.concatenate(hits))):
+                rows.append(dict(summary(values, "bios-gpt-4l", "bios-qa", condition, split, "greedy"), attribute=attribute))
+    for condition, value in (("root", 0.98), ("cut80", 0.9)):
+        rows.append(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-generation", condition, "", "sample"))
+    for condition in ("retry0", "retry0.2"):
+        for split in ("train", "test"):
+            for ops, value in (("ops=3", 0.9), ("ops=6", 0.6), ("all", 0.75)):
+                bonus = 0.05 if condition == "retry0.2" else 0.0
+                rows.append(summary(outcomes(np.array([value + bonus]), 60, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
+                                    f"{condition}/{ops}", split, "generation"))
     for exposures, per_param in ((100, 1.0), (1000, 2.0)):
         for n_params in (1e5, 3e5, 1e6, 3e6):
-            rows.append(dict(model=f"bios-{int(n_params)}", task="capacity", subtask="", language="", method="",
-                             layer=-1, n_layers=4, metric="bits_per_param",
-                             value=per_param * min(1.0, 3e5 / n_params * 1.5), n_items=1000, ci_low="", ci_high="",
-                             n_params=int(n_params), exposures=exposures, quantised="false"))
+            for method, loss in (("fp32", 1.0), ("int8", 0.97)):
+                rows.append(dict(model=f"capacity-x{exposures}-p{int(n_params)}", task="capacity", subtask="", language="",
+                                 method=method, layer=-1, n_layers=4, metric="bits_per_param",
+                                 value=loss * per_param * min(1.0, 3e5 / n_params * 1.5), n_items=1000, ci_low="",
+                                 ci_high="", n_params=int(n_params), exposures=exposures, quantised=method == "int8"))
     return rows
+
+
+def summary(values: np.ndarray, model: str, task: str, condition: str, split: str, method: str) -> dict:
+    """A layer = -1 row with its Wilson interval, as the synthetic evaluators write it."""
+    row = layer_rows(values[None, :], metric="accuracy", model=model, task=task, method=method, subtask=condition,
+                     language=split)[0]
+    return dict(row, layer=-1, n_layers=4)
 
 
 def training_frame(run: str, steps: int = 40) -> pd.DataFrame:
@@ -156,8 +170,8 @@ def write_all(folder: Path, depths: dict[str, int] | None = None, seed: int = 0)
         if index == 0:
             frames[f"trace_{model}"] = pd.DataFrame(study2_rows(model, n_layers, rng))
     frames["synthetic"] = pd.DataFrame(synthetic_rows(rng))
-    frames["train_cfg-gpt-4l"] = training_frame("cfg-gpt-4l")
-    frames["train_bios-gpt-4l"] = training_frame("bios-gpt-4l", steps=60)
+    frames["train_bios-mixed-aug"] = training_frame("bios-mixed-aug")
+    frames["train_bios-pretrain-finetune-aug"] = training_frame("bios-pretrain-finetune-aug", steps=60)
     paths = {}
     for name, frame in frames.items():
         paths[name] = folder / f"{name}.csv"

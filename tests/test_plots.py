@@ -26,7 +26,7 @@ EXPECTED = (
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips")]
-    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training", "syn_qa", "syn_capacity"]
+    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_qa", "syn_capacity"]
 )
 
 
@@ -100,7 +100,7 @@ def test_report_has_contents_readings_settings_and_csv_list(rendered: Path) -> N
         assert f"src='figures/{name}.png'" in text
         assert f"href='#{name}'" in text  # table of contents
     assert "Nothing is missing" in text
-    for needle in ("matplotlib", "pandas", f"study1_{FULL}.csv", "train_bios-gpt-4l.csv", "PNG dpi", "--dpi 50"):
+    for needle in ("matplotlib", "pandas", f"study1_{FULL}.csv", "train_bios-mixed-aug.csv", "PNG dpi", "--dpi 50"):
         assert needle in text
     assert re.search(r"best layer \d+ of 8, \d+\.\d%", text)
 
@@ -129,7 +129,7 @@ def test_partial_data_draws_what_it_can(tmp_path: Path, capsys: pytest.CaptureFi
     plot_figures.main(["--data", str(data), "--out", str(tmp_path / "figures"), "--dpi", "50", "--formats", "png"])
     out = capsys.readouterr().out
     assert sorted(p.stem for p in tmp_path.glob("figures/*.png")) == [
-        "s1_curves_logical", "s1_heatmap_m", "s1_sizes", "syn_training"]
+        "s1_curves_logical", "s1_heatmap_m", "s1_sizes", "syn_training_run"]
     assert "skipped syn_capacity: capacity rows lack the extra column n_params" in out
     assert "skipped s1_radar: no calculation rows with subtask '<op>/<digits>/<type>'" in out
     assert "skipped s2_flips: no task 'flips' rows with metric flip_rate" in out
