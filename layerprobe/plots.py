@@ -344,19 +344,20 @@ def study1_rows(data: Data) -> pd.DataFrame:
 
 
 def model_task_curves(rows: pd.DataFrame, model: str) -> tuple[str, dict[str, pd.DataFrame]]:
-    """The primary method of a model and its headline curve per study-1 task."""
+    """The primary method of a model and its headline curve per study-1 task (column `metric` says which)."""
     mine = select(rows, model=model)
     method = primary_method(mine["method"])
     curves = {}
     for task in ordered(mine["task"], STUDY1_TASKS):
-        _, part = headline_rows(select(mine, task=task, method=method))
+        metric, part = headline_rows(select(mine, task=task, method=method))
         if not part.empty and (part["layer"] >= 0).any():
-            curves[task] = overall(part)
+            curves[task] = overall(part).assign(metric=metric)
     return method, curves
 
 
-def task_label(task: str) -> str:
-    return f"{task} (MC1)" if task == "truthfulqa" else task
+def task_label(task: str, curve: pd.DataFrame) -> str:
+    metric = curve["metric"].iloc[0]
+    return task if metric == "accuracy" else f"{task} ({metric.upper()})"
 
 
 def study1_heatmaps(data: Data, canvas: Canvas) -> list[Outcome]:
@@ -380,14 +381,14 @@ def study1_heatmaps(data: Data, canvas: Canvas) -> list[Outcome]:
         figure = new_figure(1.0 * len(tasks) + 2.2, 0.24 * len(layers) + 1.6)
         ax = figure.add_subplot()
         image = heatmap(ax, matrix * 100, [str(layer) for layer in layers],
-                        [task_label(t).replace(" ", "\n") for t in tasks], lambda v: f"{v:.1f}", 7, best)
+                        [task_label(t, curves[t]).replace(" ", "\n") for t in tasks], lambda v: f"{v:.1f}", 7, best)
         ax.xaxis.tick_top()
         ax.set_ylabel("layer (0 = embeddings)")
         figure.colorbar(image, ax=ax, label="accuracy (%)", shrink=0.6)
         thinned = "" if len(layers) == n_layers + 1 else f", layers in steps of {layers[1] - layers[0]}"
         title = f"{model}: accuracy (%) per layer and task, {method}{thinned}"
         ax.set_title(f"{model}: accuracy (%) per layer, {method}{thinned}\n(bold = best layer of the task)", fontsize=9)
-        reading = "; ".join(curve_reading(task_label(t), curves[t], n_layers) for t in tasks) + "."
+        reading = "; ".join(curve_reading(task_label(t, curves[t]), curves[t], n_layers) for t in tasks) + "."
         outcomes.append(canvas.save(figure, f"s1_heatmap_{safe_name(model)}", STUDY1, title, reading))
     return outcomes
 
@@ -399,40 +400,42 @@ def study1_curves(data: Data, canvas: Canvas) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for task in ordered(rows["task"], STUDY1_TASKS):
         for metric in sorted(set(select(rows, task=task)["metric"]) - {"control"}):
-            figure = new_figure(10, 3.8)
-            absolute, relative = figure.subplots(1, 2)
-            readings, deepest = [], 0
+            lines = {}  # label -> (model, n_layers, curve), the primary method of each model
             for model in model_order(rows):
                 mine = select(rows, model=model, task=task)
                 if mine.empty:
                     continue
                 method = primary_method(mine["method"])
                 part = select(mine, method=method, metric=metric)
-                if part.empty or not (part["layer"] >= 0).any():
-                    continue
-                curve = overall(part)
-                n_layers = depth(mine)
-                deepest = max(deepest, n_layers)
-                layers = curve.index.to_numpy()
-                label = f"{model} ({method})"
-                plot_curve(absolute, layers, curve, canvas.colour(model), label)
-                plot_curve(relative, layers / n_layers, curve, canvas.colour(model), label)
-                readings.append(curve_reading(label, curve, n_layers))
-            if not readings:
-                continue
-            layer_axis(absolute, deepest)
-            relative.set_xlim(-0.02, 1.02)
-            relative.set_xlabel("relative depth (layer / n_layers)")
-            for ax in (absolute, relative):
-                share_axis(ax, metric)
-            absolute.set_title("by layer")
-            relative.set_title("by relative depth")
-            title = f"{task_label(task) if metric == headline_metric(task) else task}: {metric} per layer (95% CI bands)"
-            figure.suptitle(title)
-            legend_below(figure, *absolute.get_legend_handles_labels())
-            name = f"s1_curves_{safe_name(task)}" + ("" if metric == headline_metric(task) else f"_{metric}")
-            outcomes.append(canvas.save(figure, name, STUDY1, title, "; ".join(readings) + "."))
+                if (part["layer"] >= 0).any():
+                    lines[f"{model} ({method})"] = (model, depth(mine), overall(part))
+            if lines:
+                outcomes.append(draw_task_curves(canvas, task, metric, lines))
     return outcomes
+
+
+def draw_task_curves(canvas: Canvas, task: str, metric: str,
+                     lines: dict[str, tuple[str, int, pd.DataFrame]]) -> Drawn:
+    """One task's metric per layer, by absolute layer and by relative depth, one line per model."""
+    figure = new_figure(10, 3.8)
+    absolute, relative = figure.subplots(1, 2)
+    for label, (model, n_layers, curve) in lines.items():
+        layers = curve.index.to_numpy()
+        plot_curve(absolute, layers, curve, canvas.colour(model), label)
+        plot_curve(relative, layers / n_layers, curve, canvas.colour(model), label)
+    layer_axis(absolute, max(n_layers for _, n_layers, _ in lines.values()))
+    relative.set_xlim(-0.02, 1.02)
+    relative.set_xlabel("relative depth (layer / n_layers)")
+    for ax in (absolute, relative):
+        share_axis(ax, metric)
+    absolute.set_title("by layer")
+    relative.set_title("by relative depth")
+    title = f"{task}: {metric} per layer (95% CI bands)"
+    figure.suptitle(title)
+    legend_below(figure, *absolute.get_legend_handles_labels())
+    name = f"s1_curves_{safe_name(task)}" + ("" if metric == headline_metric(task) else f"_{metric}")
+    reading = "; ".join(curve_reading(label, curve, n_layers) for label, (_, n_layers, curve) in lines.items())
+    return canvas.save(figure, name, STUDY1, title, reading + ".")
 
 
 def study1_sizes(data: Data, canvas: Canvas) -> list[Outcome]:
@@ -450,6 +453,7 @@ def study1_sizes(data: Data, canvas: Canvas) -> list[Outcome]:
     readings = []
     for index, model in enumerate(models):
         method, curves = per_model[model]
+        n_layers = depth(select(rows, model=model))
         offsets = np.arange(len(tasks)) + (index - (len(models) - 1) / 2) * width
         last_values, best_values, best_layers = [], [], []
         for task in tasks:
@@ -457,23 +461,26 @@ def study1_sizes(data: Data, canvas: Canvas) -> list[Outcome]:
             if curve is None:
                 last_values.append(np.nan), best_values.append(np.nan), best_layers.append(None)
                 continue
-            last_values.append(float(curve["value"].iloc[-1]))
+            last_values.append(float(curve["value"].get(n_layers, np.nan)))  # NaN while a run is unfinished
             layer, value = best_layer(curve)
             best_values.append(value), best_layers.append(layer)
-        label = f"{model} ({method}, {depth(select(rows, model=model))} layers)"
+        label = f"{model} ({method}, {n_layers} layers)"
         last_ax.bar(offsets, last_values, width * 0.92, color=canvas.colour(model), label=label)
         best_ax.bar(offsets, best_values, width * 0.92, color=canvas.colour(model))
         for x, value, layer in zip(offsets, best_values, best_layers):
             if layer is not None:
                 best_ax.text(x, value + 0.01, f"L{layer}", ha="center", va="bottom", fontsize=6.5, rotation=90)
-        readings.append(f"{model}: mean over {np.isfinite(last_values).sum()} tasks {pct(np.nanmean(last_values))} "
-                        f"at the last layer, {pct(np.nanmean(best_values))} at each task's best layer")
+        finished = np.isfinite(last_values)
+        at_last = (f"mean over {finished.sum()} tasks {pct(np.mean(np.array(last_values)[finished]))} at the last layer"
+                   if finished.any() else f"no task has reached layer {n_layers} yet")
+        readings.append(f"{model}: {at_last}, {pct(np.nanmean(best_values))} at each task's best layer")
     for ax, what in ((last_ax, "at the last layer"), (best_ax, "at each model's best layer (label = layer)")):
         share_axis(ax, "accuracy", top=1.12)
         ax.set_yticks(np.linspace(0, 1, 5))
         ax.set_title(what)
         ax.grid(axis="x", visible=False)
-    best_ax.set_xticks(range(len(tasks)), [task_label(t) for t in tasks], rotation=20, ha="right")
+    labels = [next(task_label(t, curves[t]) for _, curves in per_model.values() if t in curves) for t in tasks]
+    best_ax.set_xticks(range(len(tasks)), labels, rotation=20, ha="right")
     title = "Accuracy by task across models: last layer vs best layer"
     figure.suptitle(title)
     legend_below(figure, *last_ax.get_legend_handles_labels())
@@ -603,10 +610,9 @@ def study1_lens_vs_probe(data: Data, canvas: Canvas) -> list[Outcome]:
                 if curve_rows.empty:
                     continue
                 curve = overall(curve_rows)
-                label = method if metric == "accuracy" else f"{method} ({metric})"
-                plot_curve(ax, curve.index.to_numpy(), curve, colours[method], label)
+                plot_curve(ax, curve.index.to_numpy(), curve, colours[method], method)
                 layer, value = best_layer(curve)
-                readings.append(f"{task} {label} best layer {layer} ({pct(value)})")
+                readings.append(f"{task} {method} ({metric}) best layer {layer} ({pct(value)})")
             control = select(part, metric="control")
             if not control.empty:
                 curve = overall(control)
@@ -948,14 +954,14 @@ def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
                 offsets, values, width * 0.92, yerr=errors, color=canvas.colour(model),
                 alpha=0.45 if split == "train" else 1.0, hatch="//" if split == "train" else None, edgecolor="white",
                 error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
-            for x, value in zip(offsets, values):
-                if np.isfinite(value):
-                    ax.text(x, min(value + 0.02, 1.06), f"{value:.0%}", ha="center", va="bottom", fontsize=7)
+            for x, value, top in zip(offsets, values, np.fmax(values, cells["ci_high"].to_numpy())):
+                if np.isfinite(value):  # above the error bar
+                    ax.text(x, top + 0.015, f"{value:.0%}", ha="center", va="bottom", fontsize=7)
             readings.append(f"{task} {model} {split or 'all'}: "
                             + ", ".join(f"{c} {pct(v)}" for c, v in zip(conditions[task], values)))
         ax.set_xticks(range(len(conditions[task])), [c.replace("/", "/\n") for c in conditions[task]])
         ax.set_xlim(-0.6, len(conditions[task]) - 0.4)
-        share_axis(ax, "accuracy", top=1.1)
+        share_axis(ax, "accuracy", top=1.14)
         ax.set_yticks(np.linspace(0, 1, 5))
         ax.grid(axis="x", visible=False)
         ax.set_title(task)
@@ -983,14 +989,16 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
         part = rows if group is None else rows[rows["exposures"] == group]
         for flag in sorted(set(quantised[part.index])):
             points = part[quantised[part.index] == flag].sort_values("n_params")
-            label = ("all runs" if group is None else f"{int(group)} exposures") + (f", quantised {flag}" if len(flags) > 1 else "")
-            marker = "s" if flag.lower() in ("true", "1", "yes", "int8", "int4") else "o"
+            is_quantised = flag.lower() in ("true", "1", "yes")
+            label = (("all runs" if group is None else f"{int(group)} exposures")
+                     + ((", quantised" if is_quantised else ", full precision") if len(flags) > 1 else ""))
+            marker = "s" if is_quantised else "o"
             ax.plot(points["n_params"], points["value"], "-", marker=marker, color=colour, label=label, ms=5)
             top = points.loc[points["value"].idxmax()]
             readings.append(f"{label}: up to {top['value']:.2f} bits/param (at {int(top['n_params']):,} parameters)")
     ax.axhline(2, color="grey", ls=":", lw=1)
-    ax.text(0.01, 2, "2 bits/param (published, 1000 exposures)", transform=ax.get_yaxis_transform(),
-            va="bottom", fontsize=7, color="grey")
+    ax.text(0.99, 2, "2 bits/param (published, 1000 exposures)", transform=ax.get_yaxis_transform(),
+            ha="right", va="bottom", fontsize=7, color="grey")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("bits of knowledge per parameter")

@@ -133,7 +133,9 @@ def test_partial_data_draws_what_it_can(tmp_path: Path, capsys: pytest.CaptureFi
     assert "skipped syn_capacity: capacity rows lack the extra column n_params" in out
     assert "skipped s1_radar: no calculation rows with subtask '<op>/<digits>/<type>'" in out
     assert "skipped s2_flips: no task 'flips' rows with metric flip_rate" in out
-    assert "m (lens-norm): best layer 0 of 8, 100.0%, layer 3 100.0%" in (tmp_path / "report.html").read_text()
+    text = (tmp_path / "report.html").read_text()
+    assert "m (lens-norm): best layer 0 of 8, 100.0%, layer 3 100.0%" in text
+    assert "m: no task has reached layer 8 yet, 100.0% at each task&#x27;s best layer" in text
 
 
 def test_wrong_schema_is_a_one_line_error_naming_file_and_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
