@@ -8,6 +8,7 @@ partial data therefore draws what it can and lists the rest instead of failing.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator, PercentFormatter
 
 from layerprobe.errors import DataError
 from layerprobe.results import COLUMNS, read_results
@@ -263,11 +264,17 @@ class Canvas:
         return self.colours.get(model, "black")
 
     def save(self, figure: Figure, name: str, section: str, title: str, reading: str) -> Drawn:
+        """Write the figure in every format; each file appears whole or not at all (temp file + rename)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         files = []
         for extension in self.formats:
             path = self.folder / f"{name}.{extension}"
-            figure.savefig(path, dpi=self.dpi)
+            partial = path.with_name(f".{path.name}.tmp")
+            try:
+                figure.savefig(partial, format=extension, dpi=self.dpi)
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
             files.append(path)
         return Drawn(name, section, title, files, reading)
 
@@ -502,11 +509,11 @@ def study1_radar(data: Data, canvas: Canvas) -> list[Outcome]:
     for model in model_order(rows):
         mine = select(rows, model=model)
         method = primary_method(mine["method"])
-        mine = select(mine, method=method, metric="accuracy")
+        mine = select(mine, method=method, metric="accuracy").query("layer >= 0")
         parts = mine["subtask"].str.split("/", expand=True)
         mine = mine.assign(op=parts[0], digits=parts[1], number=parts[2])
         n_layers = depth(mine)
-        by_layer = mine[mine["layer"] >= 0].groupby("layer")["value"].mean()
+        by_layer = mine.groupby("layer")["value"].mean()
         best = int(by_layer.idxmax())
         layers = radar_layers(n_layers, best)
         digit_ranges = ordered(mine["digits"], DIGITS)
@@ -535,11 +542,13 @@ def study1_radar(data: Data, canvas: Canvas) -> list[Outcome]:
         figure.suptitle(title)
         last = select(mine, layer=n_layers).groupby("op")["value"].mean()
         at_best = select(mine, layer=best).groupby("op")["value"].mean()
-        reading = (f"{model}: mean calculation accuracy peaks at layer {best} of {n_layers} ({pct(by_layer[best])}). "
-                   f"Per operation at layer {n_layers}: "
-                   + ", ".join(f"{op} {pct(last.get(op, np.nan))}" for op in ordered(last.index, OPERATIONS))
+        def per_op(means: pd.Series) -> str:
+            return ", ".join(f"{op} {pct(means[op])}" for op in ordered(means.index, OPERATIONS))
+
+        reading = (f"{model}: accuracy averaged over the operation/digits/type cells peaks at layer {best} of "
+                   f"{n_layers} ({pct(by_layer[best])}). Per operation at layer {n_layers}: {per_op(last)}"
                    + (f"; hardest {last.idxmin()}, easiest {last.idxmax()}" if len(last) else "")
-                   + f". At layer {best}: " + ", ".join(f"{op} {pct(v)}" for op, v in at_best.items()) + ".")
+                   + f". At layer {best}: {per_op(at_best)}.")
         outcomes.append(canvas.save(figure, f"s1_radar_{safe_name(model)}", STUDY1, title, reading))
     return outcomes
 
@@ -555,6 +564,9 @@ def study1_xmps(data: Data, canvas: Canvas) -> list[Outcome]:
         method = primary_method(mine["method"])
         mine = select(mine, method=method, metric="accuracy")
         tasks = ordered(mine["task"], XMPS_TASKS)
+        if not tasks:
+            outcomes += missing(f"s1_xmps_{safe_name(model)}", STUDY1, f"{model}: no per-layer accuracy rows for {method}")
+            continue
         n_layers = depth(mine)
         layers = table_layers(n_layers)
         languages = {t: ordered(select(mine, task=t)["language"], LANGUAGES) for t in tasks}
@@ -616,13 +628,13 @@ def study1_lens_vs_probe(data: Data, canvas: Canvas) -> list[Outcome]:
             control = select(part, metric="control")
             if not control.empty:
                 curve = overall(control)
-                ax.plot(curve.index, curve["value"], ":", color="grey", lw=1.4, label="probe control (shuffled labels)")
+                ax.plot(curve.index, curve["value"], ":", color="grey", lw=1.4, label="probe control task (random targets)")
             layer_axis(ax, n_layers)
             share_axis(ax, "accuracy" if task != "truthfulqa" else "MC1 (lens) / accuracy (probe)")
             ax.set_title(task)
         for ax in axes[len(tasks):]:
             ax.set_visible(False)
-        handles, labels = {}, {}
+        handles = {}
         for ax in axes[:len(tasks)]:
             for handle, label in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(label, handle)
@@ -899,9 +911,10 @@ def synthetic_training(data: Data, canvas: Canvas) -> list[Outcome]:
                             f"after {int(line[x_column].iloc[-1]):,} {x_column}")
             if has_lr:
                 axes[1].plot(line["step"], line["lr"], color=colour, lw=1.3)
-        axes[0].set_yscale("log")
+        axes[0].xaxis.set_major_formatter(EngFormatter())  # 2M tokens, not 2e6
+        axes[0].set_ylim(bottom=0)
         axes[0].set_xlabel(x_column)
-        axes[0].set_ylabel("training loss (nats/token, log scale)")
+        axes[0].set_ylabel("training loss (nats/token)")
         axes[0].set_title("loss")
         if has_lr:
             axes[1].set_xlabel("step")

@@ -150,9 +150,9 @@ def summary(values: np.ndarray, model: str, task: str, condition: str, split: st
     return dict(row, layer=-1, n_layers=4)
 
 
-def training_frame(run: str, steps: int = 40) -> pd.DataFrame:
+def training_frame(run: str, steps: int = 40, floor: float = 0.6) -> pd.DataFrame:
     step = np.arange(1, steps + 1) * 25
-    return pd.DataFrame(dict(run=run, step=step, tokens=step * 2048, loss=0.6 + 3.0 * np.exp(-step / 300),
+    return pd.DataFrame(dict(run=run, step=step, tokens=step * 2048, loss=floor + 3.0 * np.exp(-step / 300),
                              lr=1e-3 * np.minimum(1, step / 100)))
 
 
@@ -171,7 +171,7 @@ def write_all(folder: Path, depths: dict[str, int] | None = None, seed: int = 0)
             frames[f"trace_{model}"] = pd.DataFrame(study2_rows(model, n_layers, rng))
     frames["synthetic"] = pd.DataFrame(synthetic_rows(rng))
     frames["train_bios-mixed-aug"] = training_frame("bios-mixed-aug")
-    frames["train_bios-pretrain-finetune-aug"] = training_frame("bios-pretrain-finetune-aug", steps=60)
+    frames["train_bios-pretrain-finetune-aug"] = training_frame("bios-pretrain-finetune-aug", steps=60, floor=0.4)
     paths = {}
     for name, frame in frames.items():
         paths[name] = folder / f"{name}.csv"

@@ -156,13 +156,15 @@ def test_wrong_schema_is_a_one_line_error_naming_file_and_column(tmp_path: Path,
     assert "bad.csv, line 3, field 'value': 'high' is not a number" in capsys.readouterr().err
 
 
-def test_vector_formats_and_colours(tmp_path: Path) -> None:
-    atomic_write_csv(tmp_path / "train_a.csv", training_frame("a"))
+def test_vector_formats_and_training_reading(tmp_path: Path) -> None:
+    curve = training_frame("a")
+    atomic_write_csv(tmp_path / "train_a.csv", curve)
     canvas = Canvas(tmp_path / "figures", dpi=50, formats=("png", "svg", "pdf"))
     [drawn] = synthetic_training(load_data(tmp_path), canvas)
-    assert [p.suffix for p in drawn.files] == [".png", ".svg", ".pdf"]
+    assert [p.name for p in drawn.files] == ["syn_training_a.png", "syn_training_a.svg", "syn_training_a.pdf"]
     assert drawn.files[1].read_text().lstrip().startswith("<?xml") and drawn.files[2].read_bytes()[:4] == b"%PDF"
-    assert "a: loss 3." in drawn.reading and "after 2,048,000 tokens" in drawn.reading
+    assert drawn.reading == (f"a: loss {curve.loss.iloc[0]:.3f} -> {curve.loss.iloc[-1]:.3f} "
+                             f"after {curve.tokens.iloc[-1]:,} tokens.")
 
 
 def test_model_colours_are_stable_and_pretrained_models_come_first(tmp_path: Path) -> None:
