@@ -34,6 +34,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--positions", type=int, default=defaults.positions, help="cfg: positions per string (default %(default)s)")
     parser.add_argument("--folds", type=int, default=defaults.folds)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--quick", action="store_true", help="few samples, strings and folds: a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--out", default="out/data", help="output folder (default %(default)s)")
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     options = ProbeOptions(samples=args.samples, cut=args.cut, strings=args.strings, positions=args.positions,
                            folds=args.folds, seed=args.seed)
+    if args.quick:
+        options = ProbeOptions(samples=20, cut=args.cut, strings=40, positions=4, folds=3, seed=args.seed)
     for folder in args.run:
         config, lm = load_run(folder, device=device)
         results = ResultsFile(Path(args.out) / f"{config.world}_{lm.name}.csv")

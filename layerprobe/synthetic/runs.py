@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from layerprobe.errors import DataError, LayerprobeError
 from layerprobe.models import LoadedModel
@@ -111,14 +112,15 @@ def _mixed_batches(bios_part: list, qa_part: list, batch: int, seed: int):
 def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "cpu", progress: bool = True) -> LoadedModel:
     """Train (or resume, or just load) the run in `out_dir`; curves go to curve_dir/train_<name>.csv."""
     validate(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab = config.vocab()
+    model = new_model(config, vocab).to(device)  # bad shapes fail here, before anything is written
+    population = config.population() if config.world == "bios" else None
     saved = out_dir / "run.json"
     if saved.exists() and RunConfig.load(saved) != config:
         raise LayerprobeError(f"{out_dir} holds a run with another configuration: use another --out or delete it")
+    out_dir.mkdir(parents=True, exist_ok=True)
     config.save(saved)
-    vocab = config.vocab()
     vocab.save(out_dir / "vocab.json")
-    model = new_model(config, vocab).to(device)
     name = out_dir.name
     print(f"{name}: {n_parameters(model):,} parameters, {config.steps} steps of {config.batch} sequences")
     if config.world == "cfg":
@@ -126,7 +128,6 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
-    population = config.population()
     biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed)
     if config.mode == "mixed":
         questions = qa_docs(vocab, population, population.qa_train, answer_only=False)
@@ -144,10 +145,22 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
 
 
 def load_run(out_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, LoadedModel]:
+    """The run's configuration and final model; an unfinished run gives its last checkpoint,
+    named `<run>-step<k>` so its rows never mix with the finished run's."""
     out_dir = Path(out_dir)
     if not (out_dir / "run.json").exists():
         raise LayerprobeError(f"{out_dir} is not a training run (no run.json): train it with train_synthetic.py")
-    return RunConfig.load(out_dir / "run.json"), load_trained(out_dir, device=device)
+    config = RunConfig.load(out_dir / "run.json")
+    checkpoint = out_dir / "checkpoint.pt"
+    if (out_dir / "model" / "config.json").exists() or not checkpoint.exists():
+        return config, load_trained(out_dir, device=device)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    print(f"warning: {out_dir} is unfinished: using its checkpoint at step {state['step']} of {state['steps']}")
+    vocab = Vocab.load(out_dir / "vocab.json")
+    model = new_model(config, vocab)
+    model.load_state_dict(state["model"])
+    model.requires_grad_(False)
+    return config, wrap(model.to(device), vocab, f"{out_dir.name}-step{state['step']}")
 
 
 def random_twin(config: RunConfig, lm: LoadedModel) -> LoadedModel:
