@@ -194,8 +194,7 @@ def biographies(population: Population, multi: int = 1, permute: bool = False, f
 
 def canonical_biography(person: Person) -> tuple[list[str], dict[str, int]]:
     """Words of the biography with the first template of every attribute in the fixed order, and
-    where each attribute's value starts in it (plus "name": the last word of the full name).
-    P-probes read the states at these positions: the value itself has not been seen yet there."""
+    where each attribute's value starts in it (plus "name": the last word of the full name)."""
     positions, tokens = {}, []
     for i, attribute in enumerate(ATTRIBUTES):
         before, after = TEMPLATES[attribute][0].split("{v}")

@@ -161,20 +161,21 @@ class BiosProbeSet:
 def bios_probe_set(lm: LoadedModel, population: bios.Population) -> BiosProbeSet:
     """P-probe and Q-probe features for every person, and the six attributes as class labels.
 
-    P: states in the canonical biography at the end of the name ("name"), and at the word just
-    before each attribute's value ("before"): the value has not appeared yet at either place.
-    Q: the state at the last word of `<bos> full name` alone.
+    P: states in the canonical biography at the word just before each attribute's value (the
+    value has not appeared yet there); "p-probe" reads the one before the first value (the birth
+    date), where every attribute is still to come. Q: the state at the last word of
+    `<bos> full name` alone (in a causal model also the state at the name in the biography).
     """
     vocab: Vocab = lm.tokenizer
     canonical = [bios.canonical_biography(person) for person in population.people]
     sequences = [vocab.encode(tokens, bos=True) for tokens, _ in canonical]
-    # +1 for <bos>; the word before a value sits at value index - 1
-    positions = [[where["name"] + 1] + [where[a] for a in bios.ATTRIBUTES] for _, where in canonical]
-    p_states = torch.stack(hidden_states_at(lm, sequences, positions, desc="P-probe states"), dim=1)  # [L+1, N, 7, d]
+    # <bos> shifts words by one, so the word before a value sits at the value's word index
+    positions = [[where[a] for a in bios.ATTRIBUTES] for _, where in canonical]
+    p_states = torch.stack(hidden_states_at(lm, sequences, positions, desc="P-probe states"), dim=1)  # [L+1, N, 6, d]
     names = [vocab.encode(bios.words(person.name), bos=True) for person in population.people]
     q_states = torch.stack(hidden_states_at(lm, names, [[len(s) - 1] for s in names], desc="Q-probe states"), dim=1)
-    features = {"p-probe-name": p_states[:, :, 0], "q-probe": q_states[:, :, 0]}
+    features = {"p-probe": p_states[:, :, 0], "q-probe": q_states[:, :, 0]}
     for k, attribute in enumerate(bios.ATTRIBUTES):
-        features[f"p-probe-before/{attribute}"] = p_states[:, :, k + 1]
+        features[f"p-probe-before/{attribute}"] = p_states[:, :, k]
     labels = {a: np.array([person.label(a) for person in population.people]) for a in bios.ATTRIBUTES}
     return BiosProbeSet(features, labels)

@@ -96,7 +96,7 @@ def bios_report(config: RunConfig, lm: LoadedModel, twin: LoadedModel, results: 
             continue
         probe_set = bios_probe_set(model, population)
         for position, attribute in todo:
-            key = {"p-probe": "p-probe-name", "q-probe": "q-probe"}.get(position, f"{position}/{attribute}")
+            key = f"{position}/{attribute}" if position == "p-probe-before" else position
             outcome = cross_validate(probe_set.features[key], probe_set.labels[attribute], folds=options.folds,
                                      seed=options.seed)
             results.add(outcome.rows(model=lm.name, task="bios", subtask=f"{position}/{attribute}", method=method))
