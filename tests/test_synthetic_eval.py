@@ -58,7 +58,7 @@ def test_probe_on_the_trained_model_beats_the_random_model(copy_models):
 
 def test_exact_match_and_sampling_agree_with_greedy_decoding(copy_models):
     trained, _ = copy_models
-    prompts = copy_batch(20_000, batch=6)[:, : SPAN + 2].tolist()
+    prompts = copy_batch(20_000, batch=4)[:, : SPAN + 2].tolist()
     by_hand = [greedy_by_hand(trained, p, SPAN) for p in prompts]
     assert np.mean([h == p[1:SPAN + 1] for h, p in zip(by_hand, prompts)]) > 0.8  # it learned to copy
     wrong = [[(t - 3 + 1) % 8 + 3 for t in h] for h in by_hand]
@@ -78,11 +78,11 @@ def test_cfg_report_writes_rows_that_match_the_checker_and_resumes(tmp_path, mon
     config = RunConfig(world="cfg", layers=2, width=32, heads=4)
     grammar, vocab = config.grammar_(), config.vocab()
     lm = wrap(new_model(config, vocab), vocab, "tiny-cfg")
-    options = ProbeOptions(samples=6, cut=5, strings=40, positions=4, folds=2)
+    options = ProbeOptions(samples=4, cut=5, strings=24, positions=4, folds=2)
     results = ResultsFile(tmp_path / "cfg.csv")
     cfg_report(config, lm, random_twin(config, lm), results, options)
     frame = read_results(tmp_path / "cfg.csv")
-    generation = cfg_generation(lm, grammar, vocab, 6, 5, seed=0)
+    generation = cfg_generation(lm, grammar, vocab, 4, 5, seed=0)
     row = frame[(frame.subtask == "cut5") & (frame.metric == "accuracy")]
     assert row.value.item() == generation.accepted.mean() and row.layer.item() == -1
     probes = frame[(frame.task == "cfg") & (frame.metric == "accuracy")]
