@@ -1,0 +1,124 @@
+"""Knowledge capacity (Physics of Language Models, part 3.3): how many bits a model stores per parameter.
+
+A bioD-style population: N people with unique two-token names and K attributes, attribute k drawn
+uniformly from a value space of size T_k (one token per value). The data therefore holds exactly
+N * sum_k log2(T_k) bits beyond the names. After training, the model's cross-entropy on the value
+tokens tells how many of those bits it has learned: for attribute k, N * log2(T_k) minus the summed
+loss in bits over the people (a model that knows nothing has loss log2(T_k) per person and has
+learned 0 bits; one that is always sure and right has learned all of them), floored at 0.
+Dividing by the parameter count gives the paper's bits per parameter (~2 after 1000 exposures).
+
+`quantise_int8` rounds every weight matrix to int8 with one scale per row (per-channel
+quantisation) and dequantises it back to float, so the same evaluation measures what survives.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+NAME_FIELD = "name"
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    n_people: int = 500
+    value_sizes: tuple[int, ...] = (16, 16, 32, 32, 64)  # T_k of each attribute
+
+
+@dataclass
+class Population:
+    """People (name token pairs) and their attribute values [N, K]."""
+
+    names: list[tuple[str, str]]
+    values: np.ndarray  # int [N, K], values[i, k] < value_sizes[k]
+    value_sizes: tuple[int, ...]
+
+    def attribute_tokens(self) -> list[str]:
+        return [f"attr{k}" for k in range(len(self.value_sizes))]
+
+    def value_token(self, value: int) -> str:
+        return f"v{value}"
+
+    def entry(self, person: int) -> list[str]:
+        """One person's record: "first last attr0 v3 attr1 v7 ... ."."""
+        tokens = list(self.names[person])
+        for k, attribute in enumerate(self.attribute_tokens()):
+            tokens += [attribute, self.value_token(int(self.values[person, k]))]
+        return tokens + ["."]
+
+    def value_positions(self) -> list[int]:
+        """Index of each attribute's value token within an entry (all entries have the same layout)."""
+        return [2 + 2 * k + 1 for k in range(len(self.value_sizes))]
+
+    def vocabulary_tokens(self) -> list[str]:
+        firsts = sorted({first for first, _ in self.names})
+        lasts = sorted({last for _, last in self.names})
+        return firsts + lasts + self.attribute_tokens() + [self.value_token(v) for v in range(max(self.value_sizes))] + ["."]
+
+
+def make_population(config: CapacityConfig, seed: int = 0) -> Population:
+    """N people with unique names (from pools just large enough) and uniform random attribute values."""
+    rng = np.random.default_rng(seed)
+    pool = math.ceil(math.sqrt(config.n_people * 2))
+    pairs = rng.choice(pool * pool, size=config.n_people, replace=False)
+    names = [(f"F{pair // pool}", f"L{pair % pool}") for pair in pairs.tolist()]
+    values = np.stack([rng.integers(0, size, config.n_people) for size in config.value_sizes], axis=1)
+    return Population(names, values, tuple(config.value_sizes))
+
+
+def known_bits(n_people: int, value_sizes: Sequence[int]) -> float:
+    """Bits of knowledge in the population: N * sum_k log2(T_k)."""
+    return n_people * sum(math.log2(size) for size in value_sizes)
+
+
+def learned_bits(loss_bits: np.ndarray, value_sizes: Sequence[int]) -> float:
+    """Bits the model has learned, from its loss in bits on each (person, attribute) value token [N, K]:
+    sum over attributes of max(0, N * log2(T_k) - summed loss)."""
+    loss_bits = np.asarray(loss_bits, dtype=float)
+    n_people = loss_bits.shape[0]
+    per_attribute = [n_people * math.log2(size) - loss_bits[:, k].sum() for k, size in enumerate(value_sizes)]
+    return float(sum(max(0.0, bits) for bits in per_attribute))
+
+
+@torch.no_grad()
+def value_loss_bits(model: nn.Module, ids: torch.Tensor, positions: Sequence[int], batch_size: int = 256) -> np.ndarray:
+    """Cross-entropy in bits of the token at each of `positions` given the tokens before it, per row [N, K].
+
+    `ids` [N, T] must hold every entry at the same layout (bos first), `positions` index into it.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    targets = torch.as_tensor(list(positions))
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size].to(device)
+        log_probs = torch.log_softmax(model(input_ids=chunk).logits.float(), dim=-1)
+        picked = log_probs[:, targets - 1].gather(-1, chunk[:, targets].unsqueeze(-1)).squeeze(-1)
+        out.append((-picked / math.log(2)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def quantise_int8(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every weight matrix rounded to int8, one scale per row, and dequantised.
+
+    Symmetric per-channel quantisation (zero point 0, scale = max |row| / 127, values in -127..127),
+    written out in plain torch because `torch.quantize_per_channel` is deprecated; vectors (norms,
+    biases) stay float, as in the usual int8 recipes.
+    """
+    quantised = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in quantised.parameters():
+            if parameter.dim() != 2:
+                continue
+            weight = parameter.float()
+            scale = (weight.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-12)
+            codes = torch.clamp(torch.round(weight / scale), -127, 127).to(torch.int8)
+            parameter.copy_((codes.float() * scale).to(parameter.dtype))
+    return quantised
