@@ -9,6 +9,7 @@ renamed, so an interrupted conversion never leaves a broken cache.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -108,20 +109,39 @@ class Adapter:
         self.project_out: nn.Module | None = getattr(_get(model, blocks_path.rsplit(".", 1)[0]), "project_out", None)
         self.unembed: nn.Module = model.get_output_embeddings()
         self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
+        self._fp32_head: tuple[nn.Module, nn.Module | None, nn.Module] | None = None
 
     @property
     def n_layers(self) -> int:
         return len(self.blocks)
 
+    def _head(self) -> tuple[nn.Module, nn.Module | None, nn.Module]:
+        """Final norm, projection and unembedding in fp32 (copies if the model runs in half precision).
+
+        A bf16 head moves lens scores by up to 1.5 nats (DESIGN.md), so the head always runs in fp32.
+        """
+        if self._fp32_head is None:
+            modules = (self.final_norm, self.project_out, self.unembed)
+            if self.unembed.weight.dtype != torch.float32:
+                modules = tuple(None if m is None else copy.deepcopy(m).float() for m in modules)
+            self._fp32_head = modules
+        return self._fp32_head
+
+    @property
+    def head_device(self) -> torch.device:
+        return self.unembed.weight.device
+
     def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
-        """Unembed residual states: `norm` applies the final norm first (the logit lens), `raw` does not."""
+        """Unembed residual states in fp32: `norm` applies the final norm first (the logit lens), `raw` does not."""
+        final_norm, project_out, unembed = self._head()
+        hidden = hidden.to(device=self.head_device, dtype=torch.float32)
         if lens == "norm":
-            hidden = self.final_norm(hidden)
+            hidden = final_norm(hidden)
         elif lens != "raw":
             raise ValueError(f"unknown lens '{lens}' (norm or raw)")
-        if self.project_out is not None:
-            hidden = self.project_out(hidden)
-        logits = self.unembed(hidden)
+        if project_out is not None:
+            hidden = project_out(hidden)
+        logits = unembed(hidden)
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits

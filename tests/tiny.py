@@ -44,7 +44,7 @@ def tiny_config(model_type: str, n_layers: int = 3, d_model: int = 32):
     if model_type == "gemma3_text":
         return Gemma3TextConfig(hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
                                 num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
-                                sliding_window=16, final_logit_softcapping=30.0, **common)
+                                sliding_window=8, final_logit_softcapping=30.0, **common)
     raise ValueError(model_type)
 
 
