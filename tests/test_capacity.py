@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 from tiny import tiny_lm
 
 from layerprobe.synthetic.capacity import (

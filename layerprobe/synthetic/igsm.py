@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 MOD = 23
 BACK = "[BACK]"
+PROBE = "[PROBE]"  # never in training data: the V-probe's query marker
 OPS = ("const", "copy", "sum", "diff", "prod")
 OP_SYMBOL = {"sum": "+", "diff": "-", "prod": "*"}
 OP_WORD = {"sum": "sum", "diff": "difference", "prod": "product"}
@@ -50,7 +51,7 @@ HIERARCHIES: tuple[tuple[tuple[str, ...], ...], ...] = (
 
 # Every token a problem, question or solution can contain, besides the names above.
 KEYWORDS = ("'s", "equals", "sum", "difference", "product", "of", "and", ",", ".", "question", ":", "how",
-            "many", "?", "solution", "define", "as", ";", "so", "=", "+", "-", "*", BACK)
+            "many", "?", "solution", "define", "as", ";", "so", "=", "+", "-", "*", BACK, PROBE)
 
 
 @dataclass(frozen=True)
