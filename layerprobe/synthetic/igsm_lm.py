@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from layerprobe.results import wilson_interval
+from layerprobe.results import bootstrap_interval, wilson_interval
 from layerprobe.synthetic import igsm
 from layerprobe.synthetic.vocab import Vocab
 
@@ -90,31 +90,40 @@ def solve(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], max_
 
 
 def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], split: str) -> pd.DataFrame:
-    """One row per problem: ops, split, correct, shortest (no unnecessary parameter), retries, error."""
+    """One row per problem: ops, split, correct, shortest (no unnecessary parameter), step_share (share of
+    the needed parameters defined validly before the first error: partial progress), retries, error."""
     rows = []
     for problem, written in zip(problems, solutions):
         check = igsm.check_solution(problem, written)
+        nece = problem.nece
         rows.append({"ops": problem.operations, "split": split, "correct": check.correct, "shortest": check.shortest,
+                     "step_share": sum(i in nece for i in check.defined) / len(nece),
                      "unnecessary": len(check.unnecessary), "retries": check.retries, "error": check.error or ""})
     return pd.DataFrame(rows)
 
 
 def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: int, **extra: object) -> list[dict]:
-    """Schema rows (task igsm-accuracy, layer -1): accuracy and the shortest-solution share per ops and overall.
+    """Schema rows (task igsm-accuracy, layer -1) per ops and overall, language = split.
 
-    subtask "<condition>/ops=<k>" or "<condition>/all"; language = split. "shortest_share" is the
-    share of correct solutions that compute no unnecessary parameter.
+    subtask "<condition>/ops=<k>" or "<condition>/all". Metrics: accuracy (fully correct solution),
+    shortest_share (share of the correct solutions that compute no unnecessary parameter) and
+    step_share (mean share of needed steps written validly before the first error).
     """
     rows = []
     for split, by_split in graded.groupby("split"):
         groups = [(f"ops={ops}", frame) for ops, frame in by_split.groupby("ops")] + [("all", by_split)]
         for name, frame in groups:
             correct = frame[frame["correct"]]
-            for metric, hits, n in (("accuracy", int(frame["correct"].sum()), len(frame)),
-                                    ("shortest_share", int(correct["shortest"].sum()), len(correct))):
-                low, high = wilson_interval(hits, n)
+            metrics = (("accuracy", frame["correct"]), ("shortest_share", correct["shortest"]),
+                       ("step_share", frame["step_share"]))
+            for metric, values in metrics:
+                values = values.to_numpy(dtype=float)
+                if metric == "step_share":
+                    low, high = bootstrap_interval(values)
+                else:
+                    low, high = wilson_interval(values.sum(), len(values))
                 rows.append({"model": model, "task": "igsm-accuracy", "subtask": f"{condition}/{name}",
                              "language": split, "method": "generation", "layer": -1, "n_layers": n_layers,
-                             "metric": metric, "value": hits / n if n else np.nan, "n_items": n,
-                             "ci_low": float(low), "ci_high": float(high), **extra})
+                             "metric": metric, "value": values.mean() if len(values) else np.nan,
+                             "n_items": len(values), "ci_low": float(low), "ci_high": float(high), **extra})
     return rows
