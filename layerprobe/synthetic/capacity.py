@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-NAME_FIELD = "name"
+from layerprobe.results import ResultsFile
+from layerprobe.synthetic.train import build_model, n_parameters, train
+from layerprobe.synthetic.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -122,3 +125,69 @@ def quantise_int8(model: nn.Module) -> nn.Module:
             codes = torch.clamp(torch.round(weight / scale), -127, 127).to(torch.int8)
             parameter.copy_((codes.float() * scale).to(parameter.dtype))
     return quantised
+
+
+def encode_population(vocab: Vocab, population: Population) -> torch.Tensor:
+    """Every person's entry as ids [N, T] (<bos> entry <eos>; all entries have the same length)."""
+    return torch.tensor([vocab.encode(population.entry(i), bos=True, eos=True) for i in range(len(population.names))])
+
+
+def batch_fn(entries: torch.Tensor, batch_size: int, seed: int = 0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """Step -> (ids, loss mask): people in a fresh random order each pass, so after k * N / batch steps
+    every person has been seen exactly k times (k exposures). The loss skips the name, which is given."""
+    n_people = len(entries)
+    mask = torch.ones_like(entries, dtype=torch.bool)
+    mask[:, :3] = False  # <bos> first last: not knowledge, the key to it
+
+    def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = np.arange(step * batch_size, (step + 1) * batch_size)
+        passes, offsets = np.divmod(positions, n_people)
+        orders = {p: np.random.default_rng([seed, int(p)]).permutation(n_people) for p in np.unique(passes)}
+        people = torch.as_tensor([orders[p][o] for p, o in zip(passes, offsets)])
+        return entries[people], mask[people]
+    return make
+
+
+@dataclass(frozen=True)
+class CapacityRun:
+    """One model size trained for a number of exposures on one population."""
+
+    layers: int
+    width: int
+    exposures: int
+    people: int = 1000
+    value_sizes: tuple[int, ...] = CapacityConfig.value_sizes
+    heads: int = 2
+    batch: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    arch: str = "llama"
+
+    def name(self) -> str:
+        return f"capacity-n{self.people}-{self.arch}-l{self.layers}w{self.width}-x{self.exposures}"
+
+    def steps(self) -> int:
+        return math.ceil(self.people * self.exposures / self.batch)
+
+
+def train_and_measure(run: CapacityRun, out_root: Path, results: ResultsFile, data_dir: Path,
+                      device: str = "cpu", progress: bool = True) -> None:
+    """Train one run (resumable) and add its bits per parameter, before and after int8 quantisation."""
+    if results.done(model=run.name(), task="capacity", method="int8"):
+        return
+    population = make_population(CapacityConfig(run.people, run.value_sizes), seed=run.seed)
+    vocab = Vocab(population.vocabulary_tokens())
+    entries = encode_population(vocab, population)
+    model = build_model(run.arch, len(vocab), run.layers, run.width, run.heads, entries.shape[1], seed=run.seed).to(device)
+    train(model, batch_fn(entries, run.batch, run.seed), steps=run.steps(), lr=run.lr, out_dir=Path(out_root) / run.name(),
+          curve_csv=Path(data_dir) / f"train_{run.name()}.csv", desc=run.name(), progress=progress)
+    positions = [p + 1 for p in population.value_positions()]  # after <bos>
+    total = known_bits(run.people, run.value_sizes)
+    params = n_parameters(model)
+    for method, measured in (("fp32", model), ("int8", quantise_int8(model))):
+        bits = learned_bits(value_loss_bits(measured, entries, positions), run.value_sizes)
+        results.add([{"model": run.name(), "task": "capacity", "subtask": "", "language": "", "method": method,
+                      "layer": -1, "n_layers": run.layers, "metric": "bits_per_param", "value": bits / params,
+                      "n_items": run.people, "ci_low": math.nan, "ci_high": math.nan, "n_params": params,
+                      "exposures": run.exposures, "quantised": method == "int8", "learned_bits": bits,
+                      "known_bits": total, "width": run.width}])
