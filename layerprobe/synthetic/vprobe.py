@@ -26,7 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from layerprobe.models import LoadedModel
+from layerprobe.results import ResultsFile, layer_rows
 from layerprobe.synthetic import igsm
 from layerprobe.synthetic.vocab import Vocab
 
@@ -148,3 +151,27 @@ def random_like(model: nn.Module, seed: int = 0) -> nn.Module:
     """An untrained model of the same architecture and shape (the probe baseline)."""
     torch.manual_seed(seed)
     return type(model)(model.config).eval()
+
+
+def probe_problems(config: igsm.IGSMConfig, n: int, split: str, seed: int = 0) -> list[igsm.Problem]:
+    """Problems for fitting (train-split templates) or scoring (held-out test templates) the probes."""
+    rng = random.Random(f"vprobe-problems/{split}/{seed}")
+    return [igsm.sample_problem(rng, config, split=split) for _ in range(n)]
+
+
+def vprobe_report(lm: LoadedModel, config: igsm.IGSMConfig, results: ResultsFile, labels: Sequence[str] = LABELS,
+                  n_train: int = 120, n_test: int = 60, epochs: int = 4, seed: int = 0, progress: bool = True) -> None:
+    """Per-layer V-probe accuracy of every label on the trained model and on a random twin (resumable).
+
+    Rows: task igsm, subtask = label, method vprobe-trained | vprobe-random, metric accuracy (chance 0.5).
+    Probes are fitted on problems of training templates and scored on problems of held-out templates.
+    """
+    fit_on, score_on = probe_problems(config, n_train, "train", seed), probe_problems(config, n_test, "test", seed)
+    twins = (("vprobe-trained", lm.model), ("vprobe-random", random_like(lm.model, seed)))
+    units = [(method, model, label) for method, model in twins for label in labels]
+    for method, model, label in tqdm(units, desc=f"{lm.name} V-probes", disable=not progress):
+        if results.done(model=lm.name, task="igsm", subtask=label, method=method):
+            continue
+        hits = fit_and_score(model, examples(lm.tokenizer, fit_on, label, seed),
+                             examples(lm.tokenizer, score_on, label, seed + 1), epochs=epochs, seed=seed)
+        results.add(layer_rows(hits, metric="accuracy", model=lm.name, task="igsm", method=method, subtask=label))
