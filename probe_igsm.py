@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from layerprobe.cli import run
 from layerprobe.results import ResultsFile, read_results
 from layerprobe.synthetic.igsm_runs import load_run
+from layerprobe.synthetic.script_args import add_compute_args, compute_device
 from layerprobe.synthetic.vprobe import LABELS, vprobe_report
 
 
@@ -30,9 +29,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4, help="passes over the probe's training examples (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="few problems, one epoch: a smoke test")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (default 1: on a shared CPU more threads were slower)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    add_compute_args(parser, run_folders=False)
     parser.add_argument("--out", default="out/data", help="output folder (default %(default)s)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -42,8 +39,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = compute_device(args)
     for folder in args.run:
         spec, lm = load_run(Path(folder), device=device)
         results = ResultsFile(Path(args.out) / f"igsm_{lm.name}.csv")

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from layerprobe.cli import run
 from layerprobe.errors import LayerprobeError
 from layerprobe.results import ResultsFile
 from layerprobe.synthetic.capacity import CapacityConfig, CapacityRun, known_bits, train_and_measure
+from layerprobe.synthetic.script_args import add_compute_args, compute_device
 
-QUICK = dict(people=40, sizes=["1x16"], exposures=[2])
+QUICK = dict(people=40, sizes=[(1, 16)], exposures=[2])
 
 
 def size(text: str) -> tuple[int, int]:
@@ -37,22 +36,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--people", type=int, default=1000, help="population size N (default %(default)s)")
     parser.add_argument("--values", type=int, nargs="+", default=list(CapacityConfig.value_sizes),
                         help="value-space size T_k of each attribute (default %(default)s)")
-    parser.add_argument("--sizes", nargs="+", default=["1x16", "1x32", "2x32"], help="model sizes LAYERSxWIDTH (default %(default)s)")
+    parser.add_argument("--sizes", nargs="+", type=size, default=[(1, 16), (1, 32), (2, 32)],
+                        help="model sizes LAYERSxWIDTH (default 1x16 1x32 2x32)")
     parser.add_argument("--exposures", type=int, nargs="+", default=[10, 30], help="passes over the population (default %(default)s)")
     parser.add_argument("--heads", type=int, default=2, help="attention heads (default %(default)s)")
     parser.add_argument("--batch", type=int, default=64, help="people per step (default %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the population, weights and order (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="one tiny model, 40 people, 2 exposures: a smoke test")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (default 1: on a shared CPU more threads were slower)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-    parser.add_argument("--out", default="out/runs", help="folder of the run folders (default %(default)s)")
-    parser.add_argument("--data", default="out/data", help="folder of the CSVs (default %(default)s)")
+    add_compute_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
         vars(args).update(QUICK)
-    args.sizes = [size(text) if isinstance(text, str) else text for text in args.sizes]
     if args.people < 2 or min(args.values) < 2 or min(args.exposures) < 1:
         raise LayerprobeError("--people and every --values need at least 2, --exposures at least 1")
     return args
@@ -60,8 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = compute_device(args)
     results = ResultsFile(Path(args.data) / f"capacity_n{args.people}.csv")
     for layers, width in args.sizes:
         if width % (2 * args.heads):

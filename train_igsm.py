@@ -26,6 +26,7 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.results import read_results
 from layerprobe.synthetic import igsm, igsm_lm
 from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, train_igsm, width_for_budget
+from layerprobe.synthetic.script_args import add_compute_args, compute_device
 from layerprobe.synthetic.train import n_parameters
 
 QUICK = dict(layers=2, width=32, steps=20, batch=8)
@@ -49,11 +50,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="depth-vs-width sweep: one model per depth, width chosen for the parameter count of --layers/--width")
     parser.add_argument("--eval", type=int, default=60, help="problems graded per split (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (default 1: on a shared CPU more threads were slower)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-    parser.add_argument("--out", default="out/runs", help="folder of the run folders (default %(default)s)")
-    parser.add_argument("--data", default="out/data", help="folder of the CSVs (default %(default)s)")
+    add_compute_args(parser)
     args = parser.parse_args(argv)
     if any(not 0 <= p < 1 for p in args.retry):
         raise LayerprobeError(f"--retry takes probabilities in [0, 1), got {args.retry}")
@@ -81,8 +78,7 @@ def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = compute_device(args)
     n_eval = 6 if args.quick else args.eval
     summary = []
     for spec in planned_runs(args):
