@@ -9,7 +9,7 @@
 Each model goes to out/runs/<name>/ (rerun the command to resume), its curve to
 out/data/train_<name>.csv, its accuracy by number of operations, on train-template and held-out
 test-template problems, to out/data/igsm-accuracy_<name>.csv. V-probe it with
-probe_igsm.py --run out/runs/<name>.
+probe_synthetic.py --probe vprobe --threads 1 --run out/runs/<name>.
 """
 
 from __future__ import annotations
