@@ -17,7 +17,7 @@ from layerprobe.study1 import study1_main
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import RELATIONS, factual_items, load_lama_tsv
 
-DEFAULT_PER_RELATION = 12
+DEFAULT_PER_RELATION = 10
 
 
 def build_tasks(args: argparse.Namespace, limit: int) -> dict[str, list[MCItem]]:

@@ -17,7 +17,7 @@ from layerprobe.study1 import study1_main
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.logical import load_reclor_json, logical_items
 
-DEFAULT_PER_KIND = 30
+DEFAULT_PER_KIND = 24
 
 
 def build_tasks(args: argparse.Namespace, limit: int) -> dict[str, list[MCItem]]:
