@@ -145,3 +145,15 @@ def test_script_on_smollm2(script, argv, family, tasks, tmp_path):
     for _, unit in frame.groupby(["task", "subtask", "language", "method", "metric"]):
         assert sorted(unit["layer"]) == list(range(31))
     assert frame["value"].between(0, 1).all()
+
+
+def test_math_reads_gsm8k_for_one_subtask(tiny, tmp_path):
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text('{"question": "Tom has 3 bags of 5 apples. How many apples?", "answer": "3*5 = <<3*5=15>>15\\n#### 15"}\n'
+                    '{"question": "Ann has 4 pens and buys 2. How many pens?", "answer": "4+2 = <<4+2=6>>6\\n#### 6"}\n',
+                    encoding="utf-8")
+    with pytest.raises(study1.LayerprobeError, match="--data needs --subtask"):
+        probe_math.main(["--data", str(data), "--out", str(tmp_path)])
+    [path] = probe_math.main(["--subtask", "mps-rea", "--data", str(data), "--method", "lens", "--out", str(tmp_path)])
+    frame = pd.read_csv(path, keep_default_na=False)
+    assert set(frame["task"]) == {"mps-rea"} and set(frame["n_items"]) == {2} and len(frame) == 4
