@@ -28,7 +28,7 @@ from layerprobe.tasks.mps import load_gsm8k_jsonl, load_mps_jsonl, mps_items
 from layerprobe.tasks.xmps import xmps_items
 
 SUBTASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea"]
-DEFAULT_COUNT = {"calculation": 1, "mps-cal": 6, "mps-rea": 6, "xmps-cal": 1, "xmps-rea": 1}
+DEFAULT_COUNT = {"calculation": 1, "mps-cal": 4, "mps-rea": 4, "xmps-cal": 2, "xmps-rea": 2}
 """Default --limit per subtask: calculation per grid cell, xmps problems per language."""
 
 

@@ -100,6 +100,23 @@ def test_probe_finds_a_planted_direction():
     assert control.mean(axis=1).max() < 0.6
 
 
+def test_probe_keeps_a_group_in_one_fold():
+    """Translations of one problem share features: split across folds, the probe would just recall them."""
+    rng = np.random.default_rng(1)
+    items, features = [], []
+    for problem in range(20):
+        true = int(rng.integers(3))
+        shared = rng.normal(size=(3, 1, 64)).astype(np.float32)  # no signal, only identity
+        for language in ("en", "de"):
+            items.append(MCItem("p", [" a", " b", " c"], [true], {"language": language, "group": f"p{problem}"}))
+            features.append(shared)
+    grouped, _ = study1.probe_correct(items, features, seed=0)
+    for item in items:
+        del item.meta["group"]
+    leaky, _ = study1.probe_correct(items, features, seed=0)
+    assert leaky.mean() >= 0.8 and grouped.mean() < 0.5
+
+
 def test_groups_pool_subtasks_per_language():
     items = [MCItem("p", [" a", " b"], [0], {"subtask": s, "language": l})
              for s, l in [("x", "en"), ("y", "en"), ("x", "en"), ("", "de")]]
