@@ -1,7 +1,8 @@
 """Study 1, factual knowledge: per-layer accuracy on cloze facts (capital, currency, continent, ...).
 
 Built-in: the project's fact table (layerprobe/tasks/factual.py), the true object among ~10 objects
-of the same relation, three same-relation demonstrations. --limit counts items per relation.
+of the same relation, three same-relation demonstrations. --limit counts items per relation
+(default 10).
 --data reads a LAMA-style TSV instead. Output: <out>/factual_<model>.csv (task "factual",
 subtask = relation, plus "all").
 """

@@ -2,7 +2,7 @@
 
 Built-in: generated conditional chains, syllogisms over made-up categories and height orderings,
 each option checked by model enumeration (layerprobe/tasks/logical.py). --limit counts problems
-per kind. --data reads ReClor JSON instead. Output: <out>/logical_<model>.csv (task "logical",
+per kind (default 24). --data reads ReClor JSON instead. Output: <out>/logical_<model>.csv (task "logical",
 subtask = kind, plus "all"; "reclor" for --data).
 """
 

@@ -9,6 +9,8 @@ Subtasks (--subtask, default all):
   xmps-rea     mps-rea in the same six languages
 --data reads a file for one mps/xmps subtask: GSM8K JSONL ({question, answer}) or study-1 MPS
 JSONL ({question, truth_answer, error}); for xmps give its --language.
+Defaults without --limit: calculation 1 item per cell, mps 4 problems each, xmps 2 problems per
+language: minutes on 2 CPU cores; raise --limit on a GPU.
 Output: <out>/math_<model>.csv (task = subtask name).
 """
 
