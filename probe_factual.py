@@ -1,7 +1,8 @@
 """Study 1, factual knowledge: per-layer accuracy on cloze facts (capital, currency, continent, ...).
 
 Built-in: the project's fact table (layerprobe/tasks/factual.py), the true object among ~10 objects
-of the same relation, three same-relation demonstrations. --limit counts items per relation.
+of the same relation, three same-relation demonstrations. --limit counts items per relation
+(default 10).
 --data reads a LAMA-style TSV instead. Output: <out>/factual_<model>.csv (task "factual",
 subtask = relation, plus "all").
 """
@@ -17,7 +18,7 @@ from layerprobe.study1 import study1_main
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import RELATIONS, factual_items, load_lama_tsv
 
-DEFAULT_PER_RELATION = 12
+DEFAULT_PER_RELATION = 10
 
 
 def build_tasks(args: argparse.Namespace, limit: int) -> dict[str, list[MCItem]]:

@@ -2,7 +2,7 @@
 
 Built-in: generated conditional chains, syllogisms over made-up categories and height orderings,
 each option checked by model enumeration (layerprobe/tasks/logical.py). --limit counts problems
-per kind. --data reads ReClor JSON instead. Output: <out>/logical_<model>.csv (task "logical",
+per kind (default 24). --data reads ReClor JSON instead. Output: <out>/logical_<model>.csv (task "logical",
 subtask = kind, plus "all"; "reclor" for --data).
 """
 
@@ -17,7 +17,7 @@ from layerprobe.study1 import study1_main
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.logical import load_reclor_json, logical_items
 
-DEFAULT_PER_KIND = 30
+DEFAULT_PER_KIND = 24
 
 
 def build_tasks(args: argparse.Namespace, limit: int) -> dict[str, list[MCItem]]:

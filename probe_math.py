@@ -9,6 +9,8 @@ Subtasks (--subtask, default all):
   xmps-rea     mps-rea in the same six languages
 --data reads a file for one mps/xmps subtask: GSM8K JSONL ({question, answer}) or study-1 MPS
 JSONL ({question, truth_answer, error}); for xmps give its --language.
+Defaults without --limit: calculation 1 item per cell, mps 4 problems each, xmps 2 problems per
+language: minutes on 2 CPU cores; raise --limit on a GPU.
 Output: <out>/math_<model>.csv (task = subtask name).
 """
 
@@ -28,7 +30,7 @@ from layerprobe.tasks.mps import load_gsm8k_jsonl, load_mps_jsonl, mps_items
 from layerprobe.tasks.xmps import xmps_items
 
 SUBTASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea"]
-DEFAULT_COUNT = {"calculation": 3, "mps-cal": 24, "mps-rea": 24, "xmps-cal": 6, "xmps-rea": 6}
+DEFAULT_COUNT = {"calculation": 1, "mps-cal": 4, "mps-rea": 4, "xmps-cal": 2, "xmps-rea": 2}
 """Default --limit per subtask: calculation per grid cell, xmps problems per language."""
 
 

@@ -33,7 +33,7 @@ def add_run_args(parser: argparse.ArgumentParser, out_default: str = "out/data")
 
 
 def models_from_args(args: argparse.Namespace) -> list[str]:
-    models = args.model if isinstance(args.model, list) else [args.model]
+    models = args.model if isinstance(args.model, list) else [m for m in [args.model] if m]
     return models or [DEFAULT_MODEL]
 
 

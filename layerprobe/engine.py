@@ -31,7 +31,7 @@ from layerprobe.tasks.base import MCItem
 
 DEFAULT_BATCH_TOKENS = 4096
 """Tokens per forward (padded batch size x length) when no --batch-size is given; halved on OOM."""
-LOGIT_CHUNK_BYTES = 256 * 2**20
+LOGIT_CHUNK_BYTES = 128 * 2**20
 """Upper bound on one chunk of fp32 lens logits; bounds the head's peak memory."""
 CACHE_CHUNK_ITEMS = 64
 """Items per chunk of the disk cache: a resumed run recomputes at most one chunk."""
@@ -184,10 +184,14 @@ def _batches(lengths: Sequence[int], batch_size: int | None, batch_tokens: int) 
 
 
 def _with_oom_retry(run_batch: Callable[[list[int]], None], batches: Iterator[list[int]]) -> None:
-    """Run each batch; on out-of-memory split it in half and go on (the automatic batch size)."""
+    """Run each batch; on out-of-memory halve the batch size for the rest of the run and go on."""
     pending = list(batches)
+    limit: int | None = None
     while pending:
         batch = pending.pop(0)
+        if limit is not None and len(batch) > limit:
+            pending[:0] = [batch[i:i + limit] for i in range(0, len(batch), limit)]
+            continue
         try:
             run_batch(batch)
         except torch.OutOfMemoryError:
@@ -195,8 +199,8 @@ def _with_oom_retry(run_batch: Callable[[list[int]], None], batches: Iterator[li
                 raise LayerprobeError("out of memory on a single item: use a smaller model, --dtype float16 or --device auto") from None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            half = len(batch) // 2
-            pending[:0] = [batch[:half], batch[half:]]
+            limit = len(batch) // 2
+            pending.insert(0, batch)
 
 
 def _tokenize(lm: LoadedModel, items: Sequence[MCItem]) -> list[tuple[list[int], list[list[int]]]]:

@@ -48,7 +48,7 @@ class LinearProbes:
         return self.classes[self.logits(features).argmax(-1).numpy()]
 
 
-def fit_probes(features: ArrayLike, labels: ArrayLike, C: float = 1.0, max_iter: int = 300) -> LinearProbes:
+def fit_probes(features: ArrayLike, labels: ArrayLike, C: float = 1.0, max_iter: int = 150) -> LinearProbes:
     """Fit one L2-regularised multinomial logistic regression per layer, all layers in one solve."""
     x = _as_tensor(features)
     classes, y = np.unique(np.asarray(labels), return_inverse=True)

@@ -34,6 +34,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; results are for everyone
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -47,7 +50,7 @@ def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 def read_results(path: str | Path, required: Iterable[str] = COLUMNS) -> pd.DataFrame:
     """Read a results CSV and check it has the schema's columns (one-line `DataError` if not)."""
     try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"subtask": str, "language": str})
     except pd.errors.EmptyDataError:
         raise DataError(path, "empty file, expected a results CSV header") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
@@ -57,7 +60,7 @@ def read_results(path: str | Path, required: Iterable[str] = COLUMNS) -> pd.Data
         raise DataError(path, f"missing column(s) {', '.join(missing)}", line=1, field=missing[0])
     for column in ("subtask", "language"):
         if column in frame.columns:
-            frame[column] = frame[column].fillna("").astype(str)
+            frame[column] = frame[column].astype(object).fillna("").astype(str)
     return frame
 
 
@@ -89,7 +92,7 @@ class ResultsFile:
         if missing:
             raise ValueError(f"result rows lack schema column(s) {missing}")
         for column in ("subtask", "language"):
-            new[column] = new[column].fillna("").astype(str)
+            new[column] = new[column].astype(object).fillna("").astype(str)
         if not self.frame.empty:
             keys = new[UNIT].astype(str).drop_duplicates()
             old_keys = self.frame[UNIT].astype(str)

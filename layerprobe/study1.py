@@ -7,7 +7,8 @@ For every model and every task (a list of `MCItem`s) it writes schema rows to
   per-layer candidate log-probs turned into accuracy (or TruthfulQA's mc1/mc2/mc3) per item;
 - probe (method "probe"): a binary linear probe per layer on each candidate's features (mean of
   its token states) says "true candidate or not"; trained on the candidates of k-1 folds of items,
-  it picks the highest-scoring candidate of each held-out item (metric "accuracy"). Metric
+  it picks the highest-scoring candidate of each held-out item (metric "accuracy"); items that share
+`meta["group"]` (one problem in several languages) stay in one fold. Metric
   "control" is the same with the true candidate of every item replaced by a random one
   (Hewitt & Liang's control task: what the probe can fit without the property).
 
@@ -99,7 +100,8 @@ def probe_correct(items: Sequence[MCItem], candidate_features: Sequence[np.ndarr
     rng = np.random.default_rng(seed)
     true = [set(item.correct) for item in items]
     control = [{int(rng.integers(len(item.candidates)))} for item in items]
-    fold = fold_ids(len(owner), min(folds, len(items)), seed, groups=owner)
+    group = [str(item.meta.get("group", f"item{i}")) for i, item in enumerate(items)]  # e.g. one problem in six languages
+    fold = fold_ids(len(owner), min(folds, len(set(group))), seed, groups=[group[i] for i in owner])
     results = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # these solves are small: on a busy CPU, 2 threads run them ~50x slower
@@ -153,9 +155,10 @@ def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]
                options: RunOptions) -> list[Path]:
     """Score every task on every model with the chosen methods; returns the CSV paths written."""
     method_names = {"lens": options.lens_method, "probe": "probe"}
-    small = [task for task, items in tasks.items() if len(items) < 2]
+    small = [task for task, items in tasks.items()
+             if len({str(item.meta.get("group", i)) for i, item in enumerate(items)}) < 2]
     if "probe" in options.methods and small:
-        raise LayerprobeError(f"task {small[0]}: the probe needs at least 2 items (cross-validation); "
+        raise LayerprobeError(f"task {small[0]}: the probe needs at least 2 items or problems (cross-validation); "
                               "raise --limit or use --method lens")
     paths = []
     for model in models:

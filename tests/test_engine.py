@@ -115,3 +115,33 @@ def test_bad_inputs_are_one_line_errors():
         engine.score_items(lm, ITEMS, lens="tuned", progress=False)
     with pytest.raises(LayerprobeError, match="outside"):
         engine.hidden_states_at(lm, [[1, 2]], [[5]], progress=False)
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(monkeypatch):
+    lm = tiny_lm("llama")
+    seen = []
+    real_capture_run = engine._StateCapture.run
+
+    def flaky_run(self, lm, index, **inputs):
+        batch = inputs["input_ids"].shape[0]
+        seen.append(batch)
+        if batch > 1:
+            raise torch.OutOfMemoryError("simulated")
+        return real_capture_run(self, lm, index, **inputs)
+
+    monkeypatch.setattr(engine._StateCapture, "run", flaky_run)
+    scores = engine.score_items(lm, ITEMS, progress=False, use_cache=False)
+    assert seen[0] == len(ITEMS) and seen[-4:] == [1, 1, 1, 1]
+    for want, have in zip(naive_score_items(lm, ITEMS), scores.logprob):
+        np.testing.assert_allclose(have, want, atol=1e-4)
+
+
+def test_half_precision_forward_keeps_an_fp32_head():
+    full = tiny_lm("llama")
+    half = tiny_lm("llama", dtype=torch.bfloat16)
+    assert half.adapter.to_logits(torch.zeros(2, 32, dtype=torch.bfloat16)).dtype == torch.float32
+    a = engine.score_items(full, ITEMS, progress=False, use_cache=False)
+    b = engine.score_items(half, ITEMS, progress=False, use_cache=False)
+    for x, y in zip(a.logprob, b.logprob):
+        assert np.abs(x - y).max() < 0.5  # bf16 forward noise, not a different computation
+        assert np.abs(x - y).max() > 0  # the bf16 forward really ran in bf16

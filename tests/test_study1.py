@@ -69,6 +69,15 @@ def test_factual_script_on_tiny_model(tiny, tmp_path):
     assert calls == ["smollm2-135m"] and path.read_bytes() == before
 
 
+def test_repeated_model_writes_one_csv_per_model(tiny, tmp_path):
+    _, calls = tiny
+    paths = probe_logical.main(["--model", "smollm2-135m", "--model", "org/other", "--limit", "1", "--method", "lens",
+                                "--out", str(tmp_path)])
+    assert paths == [tmp_path / "logical_smollm2-135m.csv", tmp_path / "logical_org_other.csv"]
+    assert calls == ["smollm2-135m", "org/other"]
+    assert [set(pd.read_csv(p)["model"]) for p in paths] == [{"smollm2-135m"}, {"org/other"}]
+
+
 def test_tfqa_raw_lens_length_norm_values(tiny, tmp_path):
     lm, _ = tiny
     [path] = probe_tfqa.main(["--limit", "3", "--method", "lens", "--lens", "raw", "--length-norm",
@@ -100,6 +109,23 @@ def test_probe_finds_a_planted_direction():
     assert control.mean(axis=1).max() < 0.6
 
 
+def test_probe_keeps_a_group_in_one_fold():
+    """Translations of one problem share features: split across folds, the probe would just recall them."""
+    rng = np.random.default_rng(1)
+    items, features = [], []
+    for problem in range(20):
+        true = int(rng.integers(3))
+        shared = rng.normal(size=(3, 1, 64)).astype(np.float32)  # no signal, only identity
+        for language in ("en", "de"):
+            items.append(MCItem("p", [" a", " b", " c"], [true], {"language": language, "group": f"p{problem}"}))
+            features.append(shared)
+    grouped, _ = study1.probe_correct(items, features, seed=0)
+    for item in items:
+        del item.meta["group"]
+    leaky, _ = study1.probe_correct(items, features, seed=0)
+    assert leaky.mean() >= 0.8 and grouped.mean() < 0.5
+
+
 def test_groups_pool_subtasks_per_language():
     items = [MCItem("p", [" a", " b"], [0], {"subtask": s, "language": l})
              for s, l in [("x", "en"), ("y", "en"), ("x", "en"), ("", "de")]]
@@ -127,16 +153,23 @@ def test_probe_needs_two_items(tiny, tmp_path):
 
 
 SMOLLM2_RUNS = [
-    (probe_factual, ["--limit", "1"], "factual", {"factual"}),
+    (probe_factual, ["--data", "LAMA"], "factual", {"factual"}),
     (probe_tfqa, ["--limit", "2", "--method", "lens"], "truthfulqa", {"truthfulqa"}),
     (probe_logical, ["--limit", "1", "--method", "lens"], "logical", {"logical"}),
     (probe_math, ["--subtask", "mps-rea", "--limit", "2"], "math", {"mps-rea"}),
 ]
+LAMA = ("Prompt\tAns\tCandidate Ans\tSubject\n"
+        "The capital of France is <mask>.\tParis\tRome, Madrid\tFrance\n"
+        "The capital of Italy is <mask>.\tRome\tParis, Berlin\tItaly\n"
+        "The capital of Japan is <mask>.\tTokyo\tBeijing, Seoul\tJapan\n")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script, argv, family, tasks", SMOLLM2_RUNS, ids=[r[2] for r in SMOLLM2_RUNS])
 def test_script_on_smollm2(script, argv, family, tasks, tmp_path):
+    if argv[:2] == ["--data", "LAMA"]:  # the factual script through its LAMA loader: cheap, and checkable
+        argv = ["--data", str(tmp_path / "lama.tsv")]
+        (tmp_path / "lama.tsv").write_text(LAMA, encoding="utf-8")
     [path] = script.main(argv + ["--out", str(tmp_path)])
     assert path == tmp_path / f"{family}_smollm2-135m.csv"
     frame = pd.read_csv(path, keep_default_na=False)
@@ -145,3 +178,6 @@ def test_script_on_smollm2(script, argv, family, tasks, tmp_path):
     for _, unit in frame.groupby(["task", "subtask", "language", "method", "metric"]):
         assert sorted(unit["layer"]) == list(range(31))
     assert frame["value"].between(0, 1).all()
+    if family == "factual":  # SmolLM2 knows these capitals at its last layer
+        final = frame[(frame["method"] == "lens-norm") & (frame["layer"] == 30)]["value"]
+        assert final.tolist() == [1.0]

@@ -129,12 +129,17 @@ LANGUAGES: dict[str, Language] = {"en": ENGLISH, "es": SPANISH, "fr": FRENCH, "d
 
 
 def xmps_items(count: int, seed: int = 0, kind: str = "cal", languages: list[str] | None = None) -> list[MCItem]:
-    """`count` problems in every language (count x languages items), language in `meta`."""
+    """`count` problems in every language (count x languages items), language in `meta`.
+
+    `meta["group"]` names the problem: the probe keeps its translations in one cross-validation
+    fold, or it would learn a problem's right numbers from the other languages."""
     codes = languages or list(LANGUAGES)
     problems = problem_set(count, seed, kind)
     items = []
     for code in codes:
         rng = random.Random(f"{seed}-{kind}-order")  # same candidate order in every language
-        items += [render_item(problem, wrong, [d1, d2], LANGUAGES[code], rng, "", code)
-                  for problem, wrong, d1, d2 in problems]
+        for number, (problem, wrong, d1, d2) in enumerate(problems):
+            item = render_item(problem, wrong, [d1, d2], LANGUAGES[code], rng, "", code)
+            item.meta["group"] = f"problem{number}"
+            items.append(item)
     return items

@@ -1,0 +1,1 @@
+"""Synthetic worlds (context-free grammars, bioS biographies, iGSM) and the small LMs trained on them."""

@@ -1,0 +1,238 @@
+"""bioS: synthetic biographies of "Physics of Language Models" part 3.1/3.2, with their QA.
+
+N people with unique full names (first, middle, last) and six attributes: birth date, birth city,
+university, major, employer, and employer city (a function of the employer). Every pool, template
+and question below is written for this project. Biographies draw one template per attribute
+sentence; augmentations: `multi` (M differently templated biographies per person), `permute`
+(shuffled sentence order) and `fullname` (the full name instead of the pronoun in every
+sentence). QA: six questions per person; the people are split into a QA-train half and a
+QA-test half (out-of-distribution people for the QA). Part 3.2 adds partial retrieval (birth year
+alone), classification (is the birth month even?, with and without chain of thought) and inverse
+search (the name from attributes). Everything is deterministic given the seed.
+
+Text is tokenised into words and punctuation (`words`), and `build_vocab` covers every token the
+templates and pools can produce, so a small word-level model trains on CPU.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from layerprobe.errors import LayerprobeError
+from layerprobe.synthetic.vocab import Vocab
+
+FIRST_FEMALE = ("Alba Brisa Celia Dara Elin Fenna Greta Hanna Iris Jana Kira Lena Mira Nora Orla Pia Quinn Rhea "
+                "Sina Tova Una Vera Wren Xena Yara Zoe Ada Bea Cleo Dina Esme Fay Gwen Hedy Ines Juno Kaia Lise Maren Nell").split()
+FIRST_MALE = ("Aron Bram Cato Dorian Emil Falk Gideon Hugo Ivo Jonas Kasper Lars Milo Niko Otto Pavel Quentin Ravi "
+              "Soren Tobias Ulrich Viggo Walt Xaver Yusuf Zeno Abel Boris Cyril Dmitri Egon Felix Gustav Henrik Isak "
+              "Jasper Konrad Leif Magnus Nils").split()
+MIDDLE = ("Ash Bay Cedar Dale Ember Fern Glen Haze Indigo Jade Kestrel Lark Moss North Oak Pine Quill Reed Sage "
+          "Thorn Umber Vale Wade Yew Briar Cove Drift Flint Heath Marsh").split()
+LAST = ("Abbot Barlow Carver Dunmore Ellison Farrow Garner Holloway Ingram Jessop Kettering Lowell Marlow Norcott "
+        "Oakley Pember Quarles Radley Selwyn Thackery Upton Varley Whitlock Yardley Ashdown Blythe Crowther Denholm "
+        "Eastwood Fairbairn Gosling Hartley Ivory Jolliffe Kimble Lockwood Merriman Nettleton Orchard Pickering "
+        "Redfern Stanhope Trowbridge Underwood Vickery Wetherby Youngman Ackroyd Brightwell Cattermole").split()
+CITIES = ("Ashford, Bramley, Caldwell, Dunmere, Eastbrook, Fairhaven, Glenrock, Harrowgate, Ironbridge, Juniper Falls, "
+          "Kingsport, Lakewood, Millbrook, Northgate, Oakridge, Port Alden, Queensbury, Riverton, Stonehaven, "
+          "Thornbury, Upland, Valemont, Westfield, Yarrow Bay").split(", ")
+UNIVERSITIES = ("Ashford University, Bramley Institute of Technology, Caldwell College, Dunmere University, "
+                "Eastbrook Polytechnic, Fairhaven University, Glenrock State University, Harrowgate College, "
+                "Ironbridge University, Juniper Institute, Kingsport University, Lakewood College, "
+                "Millbrook University, Northgate Institute of Science, Oakridge University, Port Alden College, "
+                "Queensbury University, Riverton Polytechnic, Stonehaven University, Thornbury College, "
+                "Upland University, Valemont Institute, Westfield University, Yarrow Bay College").split(", ")
+MAJORS = ("Accounting, Architecture, Astronomy, Biology, Chemistry, Civil Engineering, Computer Science, Dance, "
+          "Economics, Education, Electrical Engineering, Geology, History, Journalism, Law, Linguistics, "
+          "Mathematics, Medicine, Music, Nursing, Philosophy, Physics, Psychology, Sociology").split(", ")
+EMPLOYERS = {  # employer -> the city of its office (the sixth attribute is a function of the fifth)
+    "Amberline Foods": "Ashford", "Bluecrest Bank": "Kingsport", "Cobalt Robotics": "Northgate",
+    "Driftwood Media": "Fairhaven", "Evergreen Health": "Lakewood", "Foxglove Pharma": "Riverton",
+    "Granite Insurance": "Stonehaven", "Harbor Freight Lines": "Port Alden", "Ironclad Security": "Ironbridge",
+    "Juniper Software": "Juniper Falls", "Keystone Builders": "Caldwell", "Lumen Energy": "Valemont",
+    "Meridian Airlines": "Westfield", "Nimbus Cloud": "Oakridge", "Orchid Cosmetics": "Queensbury",
+    "Pinnacle Motors": "Glenrock", "Quartz Instruments": "Dunmere", "Redwood Publishing": "Harrowgate",
+    "Silverline Rail": "Eastbrook", "Tidewater Shipping": "Yarrow Bay", "Umbra Textiles": "Bramley",
+    "Vantage Telecom": "Millbrook", "Willow Retail": "Thornbury", "Zenith Chemicals": "Upland",
+}
+MONTHS = ("January February March April May June July August September October November December").split()
+YEARS = range(1900, 2100)
+DAYS = range(1, 29)
+
+ATTRIBUTES = ("birth_date", "birth_city", "university", "major", "employer", "employer_city")
+
+TEMPLATES: dict[str, tuple[str, ...]] = {  # {s}: full name or pronoun; {v}: the value
+    "birth_date": ("{s} was born on {v}.", "{s} came into this world on {v}.", "{s} entered life on {v}.",
+                   "{s} has a birth date of {v}.", "{s} celebrates a birthday that dates back to {v}."),
+    "birth_city": ("{s} spent early years in {v}.", "{s} was born in {v}.", "{s} grew up in {v}.",
+                   "{s} comes from {v}.", "{s} has roots in {v}."),
+    "university": ("{s} studied at {v}.", "{s} graduated from {v}.", "{s} attended {v}.",
+                   "{s} received an education at {v}.", "{s} completed a degree at {v}."),
+    "major": ("{s} majored in {v}.", "{s} focused on {v}.", "{s} chose {v} as a field of study.",
+              "{s} specialized in {v}.", "{s} pursued {v}."),
+    "employer": ("{s} worked for {v}.", "{s} was employed by {v}.", "{s} held a job at {v}.",
+                 "{s} built a career at {v}.", "{s} joined {v}."),
+    "employer_city": ("{s} worked in {v}.", "{s} was based in {v}.", "{s} commuted to an office in {v}.",
+                      "{s} had a job in {v}.", "{s} lived and worked in {v}."),
+}
+QUESTIONS: dict[str, str] = {
+    "birth_date": "What is the birth date of {n}?",
+    "birth_city": "Which city was {n} born in?",
+    "university": "Which university did {n} attend?",
+    "major": "What did {n} major in?",
+    "employer": "Which company did {n} work for?",
+    "employer_city": "Where did {n} work?",
+    # part 3.2: manipulation of stored knowledge
+    "birth_year": "In which year was {n} born?",
+    "month_parity": "Was {n} born in an even month?",
+    "month_parity_cot": "Was {n} born in an even month? Name the month first.",
+    "inverse": "Who was born on {date} in {city}?",
+}
+ANSWER = "Answer:"
+TASKS_32 = ("birth_year", "month_parity", "month_parity_cot", "inverse")
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    """Word-level tokens: runs of letters/digits, and each punctuation mark on its own."""
+    return _WORD.findall(text)
+
+
+@dataclass(frozen=True)
+class Person:
+    first: str
+    middle: str
+    last: str
+    female: bool
+    birth_month: int  # 1..12
+    birth_day: int  # 1..28
+    birth_year: int
+    birth_city: str
+    university: str
+    major: str
+    employer: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.first} {self.middle} {self.last}"
+
+    @property
+    def pronoun(self) -> str:
+        return "She" if self.female else "He"
+
+    @property
+    def employer_city(self) -> str:
+        return EMPLOYERS[self.employer]
+
+    @property
+    def birth_date(self) -> str:
+        return f"{MONTHS[self.birth_month - 1]} {self.birth_day}, {self.birth_year}"
+
+    def value(self, attribute: str) -> str:
+        return str(getattr(self, attribute))
+
+    def label(self, attribute: str) -> int:
+        """The attribute as a class index for probes (the birth date by its month)."""
+        if attribute == "birth_date":
+            return self.birth_month - 1
+        pool = {"birth_city": CITIES, "employer_city": CITIES, "university": UNIVERSITIES, "major": MAJORS,
+                "employer": list(EMPLOYERS)}[attribute]
+        return pool.index(self.value(attribute))
+
+
+@dataclass
+class Population:
+    people: list[Person]
+    qa_train: list[int]  # indices of the people whose QA is training data
+    qa_test: list[int]  # the other half: their QA is only evaluated
+
+
+def make_population(n: int, seed: int = 0) -> Population:
+    """N people with unique full names and uniformly drawn attributes; a random QA split in halves."""
+    capacity = (len(FIRST_FEMALE) + len(FIRST_MALE)) * len(MIDDLE) * len(LAST)
+    if not 2 <= n <= capacity // 2:
+        raise LayerprobeError(f"--people must be between 2 and {capacity // 2} (the name pools allow {capacity} names)")
+    rng = np.random.default_rng(seed)
+    people, names = [], set()
+    while len(people) < n:
+        female = bool(rng.integers(2))
+        first = str(rng.choice(FIRST_FEMALE if female else FIRST_MALE))
+        middle, last = str(rng.choice(MIDDLE)), str(rng.choice(LAST))
+        if (first, middle, last) in names:
+            continue
+        names.add((first, middle, last))
+        people.append(Person(first, middle, last, female, int(rng.integers(1, 13)), int(rng.choice(DAYS)),
+                             int(rng.choice(YEARS)), str(rng.choice(CITIES)), str(rng.choice(UNIVERSITIES)),
+                             str(rng.choice(MAJORS)), str(rng.choice(list(EMPLOYERS)))))
+    order = rng.permutation(n)
+    half = n // 2
+    return Population(people, sorted(int(i) for i in order[:half]), sorted(int(i) for i in order[half:]))
+
+
+def biography(person: Person, rng: np.random.Generator, permute: bool = False, fullname: bool = False) -> str:
+    """One biography: a sentence per attribute, the full name first, then the pronoun (or the name)."""
+    order = list(ATTRIBUTES)
+    if permute:
+        order = [order[i] for i in rng.permutation(len(order))]
+    sentences = []
+    for i, attribute in enumerate(order):
+        template = TEMPLATES[attribute][rng.integers(len(TEMPLATES[attribute]))]
+        subject = person.name if i == 0 or fullname else person.pronoun
+        sentences.append(template.format(s=subject, v=person.value(attribute)))
+    return " ".join(sentences)
+
+
+def biographies(population: Population, multi: int = 1, permute: bool = False, fullname: bool = False,
+                seed: int = 0) -> list[list[str]]:
+    """`multi` biographies per person (bioS single is multi=1, no permute, no fullname)."""
+    rng = np.random.default_rng(seed)
+    return [[biography(person, rng, permute, fullname) for _ in range(multi)] for person in population.people]
+
+
+def canonical_biography(person: Person) -> tuple[list[str], dict[str, int]]:
+    """Words of the biography with the first template of every attribute in the fixed order, and
+    where each attribute's value starts in it (plus "name": the last word of the full name)."""
+    positions, tokens = {}, []
+    for i, attribute in enumerate(ATTRIBUTES):
+        before, after = TEMPLATES[attribute][0].split("{v}")
+        subject = person.name if i == 0 else person.pronoun
+        tokens += words(before.format(s=subject))
+        if i == 0:
+            positions["name"] = len(words(person.name)) - 1
+        positions[attribute] = len(tokens)
+        tokens += words(person.value(attribute)) + words(after)
+    return tokens, positions
+
+
+def qa(person: Person, task: str) -> tuple[str, str]:
+    """(question, answer) for one of the six attributes or a part-3.2 task."""
+    if task in ATTRIBUTES:
+        return QUESTIONS[task].format(n=person.name), person.value(task)
+    if task == "birth_year":
+        return QUESTIONS[task].format(n=person.name), str(person.birth_year)
+    if task in ("month_parity", "month_parity_cot"):
+        verdict = "yes" if person.birth_month % 2 == 0 else "no"
+        answer = f"{MONTHS[person.birth_month - 1]} ; so {verdict}" if task == "month_parity_cot" else verdict
+        return QUESTIONS[task].format(n=person.name), answer
+    if task == "inverse":
+        return QUESTIONS[task].format(date=person.birth_date, city=person.birth_city), person.name
+    raise LayerprobeError(f"unknown QA task '{task}'")
+
+
+def qa_tokens(person: Person, task: str) -> tuple[list[str], list[str]]:
+    """Prompt words (question + "Answer:") and answer words."""
+    question, answer = qa(person, task)
+    return words(question) + words(ANSWER), words(answer)
+
+
+def build_vocab() -> Vocab:
+    """Every word the pools, templates and questions can produce, in a fixed order."""
+    texts = [*FIRST_FEMALE, *FIRST_MALE, *MIDDLE, *LAST, *CITIES, *UNIVERSITIES, *MAJORS, *EMPLOYERS, *MONTHS,
+             *(str(y) for y in YEARS), *(str(d) for d in DAYS), "He She yes no ; so , .", ANSWER,
+             *(t for options in TEMPLATES.values() for t in options), *QUESTIONS.values()]
+    tokens = [w for text in texts for w in words(text.replace("{s}", "").replace("{v}", "").replace("{n}", "")
+                                                 .replace("{date}", "").replace("{city}", ""))]
+    return Vocab(tokens)

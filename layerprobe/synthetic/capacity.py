@@ -1,0 +1,193 @@
+"""Knowledge capacity (Physics of Language Models, part 3.3): how many bits a model stores per parameter.
+
+A bioD-style population: N people with unique two-token names and K attributes, attribute k drawn
+uniformly from a value space of size T_k (one token per value). The data therefore holds exactly
+N * sum_k log2(T_k) bits beyond the names. After training, the model's cross-entropy on the value
+tokens tells how many of those bits it has learned: for attribute k, N * log2(T_k) minus the summed
+loss in bits over the people (a model that knows nothing has loss log2(T_k) per person and has
+learned 0 bits; one that is always sure and right has learned all of them), floored at 0.
+Dividing by the parameter count gives the paper's bits per parameter (~2 after 1000 exposures).
+
+`quantise_int8` rounds every weight matrix to int8 with one scale per row (per-channel
+quantisation) and dequantises it back to float, so the same evaluation measures what survives.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from layerprobe.results import ResultsFile
+from layerprobe.synthetic.train import build_model, n_parameters, train
+from layerprobe.synthetic.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    n_people: int = 500
+    value_sizes: tuple[int, ...] = (16, 16, 32, 32, 64)  # T_k of each attribute
+
+
+@dataclass
+class Population:
+    """People (name token pairs) and their attribute values [N, K]."""
+
+    names: list[tuple[str, str]]
+    values: np.ndarray  # int [N, K], values[i, k] < value_sizes[k]
+    value_sizes: tuple[int, ...]
+
+    def attribute_tokens(self) -> list[str]:
+        return [f"attr{k}" for k in range(len(self.value_sizes))]
+
+    def value_token(self, value: int) -> str:
+        return f"v{value}"
+
+    def entry(self, person: int) -> list[str]:
+        """One person's record: "first last attr0 v3 attr1 v7 ... ."."""
+        tokens = list(self.names[person])
+        for k, attribute in enumerate(self.attribute_tokens()):
+            tokens += [attribute, self.value_token(int(self.values[person, k]))]
+        return tokens + ["."]
+
+    def value_positions(self) -> list[int]:
+        """Index of each attribute's value token within an entry (all entries have the same layout)."""
+        return [2 + 2 * k + 1 for k in range(len(self.value_sizes))]
+
+    def vocabulary_tokens(self) -> list[str]:
+        firsts = sorted({first for first, _ in self.names})
+        lasts = sorted({last for _, last in self.names})
+        return firsts + lasts + self.attribute_tokens() + [self.value_token(v) for v in range(max(self.value_sizes))] + ["."]
+
+
+def make_population(config: CapacityConfig, seed: int = 0) -> Population:
+    """N people with unique names (from pools just large enough) and uniform random attribute values."""
+    rng = np.random.default_rng(seed)
+    pool = math.ceil(math.sqrt(config.n_people * 2))
+    pairs = rng.choice(pool * pool, size=config.n_people, replace=False)
+    names = [(f"F{pair // pool}", f"L{pair % pool}") for pair in pairs.tolist()]
+    values = np.stack([rng.integers(0, size, config.n_people) for size in config.value_sizes], axis=1)
+    return Population(names, values, tuple(config.value_sizes))
+
+
+def known_bits(n_people: int, value_sizes: Sequence[int]) -> float:
+    """Bits of knowledge in the population: N * sum_k log2(T_k)."""
+    return n_people * sum(math.log2(size) for size in value_sizes)
+
+
+def learned_bits(loss_bits: np.ndarray, value_sizes: Sequence[int]) -> float:
+    """Bits the model has learned, from its loss in bits on each (person, attribute) value token [N, K]:
+    sum over attributes of max(0, N * log2(T_k) - summed loss)."""
+    loss_bits = np.asarray(loss_bits, dtype=float)
+    n_people = loss_bits.shape[0]
+    per_attribute = [n_people * math.log2(size) - loss_bits[:, k].sum() for k, size in enumerate(value_sizes)]
+    return float(sum(max(0.0, bits) for bits in per_attribute))
+
+
+@torch.no_grad()
+def value_loss_bits(model: nn.Module, ids: torch.Tensor, positions: Sequence[int], batch_size: int = 256) -> np.ndarray:
+    """Cross-entropy in bits of the token at each of `positions` given the tokens before it, per row [N, K].
+
+    `ids` [N, T] must hold every entry at the same layout (bos first), `positions` index into it.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    targets = torch.as_tensor(list(positions))
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size].to(device)
+        log_probs = torch.log_softmax(model(input_ids=chunk).logits.float(), dim=-1)
+        picked = log_probs[:, targets - 1].gather(-1, chunk[:, targets].unsqueeze(-1)).squeeze(-1)
+        out.append((-picked / math.log(2)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def quantise_int8(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every weight matrix rounded to int8, one scale per row, and dequantised.
+
+    Symmetric per-channel quantisation (zero point 0, scale = max |row| / 127, values in -127..127),
+    written out in plain torch because `torch.quantize_per_channel` is deprecated; vectors (norms,
+    biases) stay float, as in the usual int8 recipes.
+    """
+    quantised = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in quantised.parameters():
+            if parameter.dim() != 2:
+                continue
+            weight = parameter.float()
+            scale = (weight.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-12)
+            codes = torch.clamp(torch.round(weight / scale), -127, 127).to(torch.int8)
+            parameter.copy_((codes.float() * scale).to(parameter.dtype))
+    return quantised
+
+
+def encode_population(vocab: Vocab, population: Population) -> torch.Tensor:
+    """Every person's entry as ids [N, T] (<bos> entry <eos>; all entries have the same length)."""
+    return torch.tensor([vocab.encode(population.entry(i), bos=True, eos=True) for i in range(len(population.names))])
+
+
+def batch_fn(entries: torch.Tensor, batch_size: int, seed: int = 0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """Step -> (ids, loss mask): people in a fresh random order each pass, so after k * N / batch steps
+    every person has been seen exactly k times (k exposures). The loss skips the name, which is given."""
+    n_people = len(entries)
+    mask = torch.ones_like(entries, dtype=torch.bool)
+    mask[:, :3] = False  # <bos> first last: not knowledge, the key to it
+
+    def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = np.arange(step * batch_size, (step + 1) * batch_size)
+        passes, offsets = np.divmod(positions, n_people)
+        orders = {p: np.random.default_rng([seed, int(p)]).permutation(n_people) for p in np.unique(passes)}
+        people = torch.as_tensor([orders[p][o] for p, o in zip(passes, offsets)])
+        return entries[people], mask[people]
+    return make
+
+
+@dataclass(frozen=True)
+class CapacityRun:
+    """One model size trained for a number of exposures on one population."""
+
+    layers: int
+    width: int
+    exposures: int
+    people: int = 1000
+    value_sizes: tuple[int, ...] = CapacityConfig.value_sizes
+    heads: int = 2
+    batch: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    arch: str = "llama"
+
+    def name(self) -> str:
+        return f"capacity-n{self.people}-{self.arch}-l{self.layers}w{self.width}-x{self.exposures}"
+
+    def steps(self) -> int:
+        return math.ceil(self.people * self.exposures / self.batch)
+
+
+def train_and_measure(run: CapacityRun, out_root: Path, results: ResultsFile, data_dir: Path,
+                      device: str = "cpu", progress: bool = True) -> None:
+    """Train one run (resumable) and add its bits per parameter, before and after int8 quantisation."""
+    if results.done(model=run.name(), task="capacity", method="int8"):
+        return
+    population = make_population(CapacityConfig(run.people, run.value_sizes), seed=run.seed)
+    vocab = Vocab(population.vocabulary_tokens())
+    entries = encode_population(vocab, population)
+    model = build_model(run.arch, len(vocab), run.layers, run.width, run.heads, entries.shape[1], seed=run.seed).to(device)
+    train(model, batch_fn(entries, run.batch, run.seed), steps=run.steps(), lr=run.lr, out_dir=Path(out_root) / run.name(),
+          curve_csv=Path(data_dir) / f"train_{run.name()}.csv", desc=run.name(), progress=progress)
+    positions = [p + 1 for p in population.value_positions()]  # after <bos>
+    total = known_bits(run.people, run.value_sizes)
+    params = n_parameters(model)
+    for method, measured in (("fp32", model), ("int8", quantise_int8(model))):
+        bits = learned_bits(value_loss_bits(measured, entries, positions), run.value_sizes)
+        results.add([{"model": run.name(), "task": "capacity", "subtask": "", "language": "", "method": method,
+                      "layer": -1, "n_layers": run.layers, "metric": "bits_per_param", "value": bits / params,
+                      "n_items": run.people, "ci_low": math.nan, "ci_high": math.nan, "n_params": params,
+                      "exposures": run.exposures, "quantised": method == "int8", "learned_bits": bits,
+                      "known_bits": total, "width": run.width}])

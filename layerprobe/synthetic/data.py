@@ -1,0 +1,93 @@
+"""Training streams for the synthetic worlds: token ids, loss masks and `batch_fn(step)` for `train`.
+
+Every batch is a pure function of (seed, step), so a resumed run sees exactly the batches an
+uninterrupted one would. Documents are `<bos> tokens <eos>`, right-padded with <pad>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from layerprobe.synthetic import bios
+from layerprobe.synthetic.cfg import Grammar
+from layerprobe.synthetic.train import Batch
+from layerprobe.synthetic.vocab import Vocab
+
+
+@dataclass
+class Doc:
+    ids: list[int]
+    target: list[bool] | None = None  # per token: trained on (None: every token)
+
+
+def pad(docs: Sequence[Doc]) -> Batch:
+    """Right-padded ids [B, T], plus the loss mask when any document restricts its targets."""
+    length = max(len(doc.ids) for doc in docs)
+    ids = torch.full((len(docs), length), Vocab.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(docs), length), dtype=torch.bool)
+    for row, doc in enumerate(docs):
+        ids[row, : len(doc.ids)] = torch.as_tensor(doc.ids)
+        mask[row, : len(doc.ids)] = torch.as_tensor(doc.target) if doc.target is not None else True
+    if all(doc.target is None for doc in docs):
+        return ids
+    return ids, mask
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, step])
+
+
+def corpus_batches(docs: Sequence[Doc], batch: int, seed: int) -> Callable[[int], Batch]:
+    """Batches drawn uniformly (with replacement) from a fixed corpus."""
+    def batch_fn(step: int) -> Batch:
+        rng = step_rng(seed, step)
+        return pad([docs[i] for i in rng.integers(len(docs), size=batch)])
+    return batch_fn
+
+
+# --------------------------------------------------------------------------- CFG
+
+
+def cfg_vocab(grammar: Grammar) -> Vocab:
+    return Vocab(str(t) for t in grammar.terminals)
+
+
+def cfg_ids(vocab: Vocab, terminals: Sequence[int]) -> list[int]:
+    """<bos> terminals <eos> as ids."""
+    return vocab.encode([str(t) for t in terminals], bos=True, eos=True)
+
+
+def cfg_batches(grammar: Grammar, vocab: Vocab, batch: int, seed: int) -> Callable[[int], Batch]:
+    """Fresh strings from the grammar at every step (an endless stream, as in the paper)."""
+    def batch_fn(step: int) -> Batch:
+        rng = step_rng(seed, step)
+        return pad([Doc(cfg_ids(vocab, grammar.sample(rng).terminals)) for _ in range(batch)])
+    return batch_fn
+
+
+# --------------------------------------------------------------------------- bioS
+
+QA_TASKS = bios.ATTRIBUTES + bios.TASKS_32
+
+
+def qa_doc(vocab: Vocab, person: bios.Person, task: str, answer_only: bool) -> Doc:
+    """<bos> question Answer: answer <eos>; with `answer_only` the loss covers the answer and <eos>."""
+    prompt, answer = bios.qa_tokens(person, task)
+    ids = vocab.encode(prompt, bos=True) + vocab.encode(answer, eos=True)
+    target = [False] * (len(prompt) + 1) + [True] * (len(answer) + 1) if answer_only else None
+    return Doc(ids, target)
+
+
+def bios_docs(vocab: Vocab, population: bios.Population, augment: bool, multi: int, seed: int) -> list[Doc]:
+    """Biographies: one per person (bioS single), or `multi` per person, permuted, full names."""
+    texts = bios.biographies(population, multi=multi if augment else 1, permute=augment, fullname=augment, seed=seed)
+    return [Doc(vocab.encode(bios.words(text), bos=True, eos=True)) for per_person in texts for text in per_person]
+
+
+def qa_docs(vocab: Vocab, population: bios.Population, people: Sequence[int], answer_only: bool) -> list[Doc]:
+    """Every QA task for the given people."""
+    return [qa_doc(vocab, population.people[i], task, answer_only) for i in people for task in QA_TASKS]

@@ -1,0 +1,129 @@
+"""iGSM meets a language model: training batches, greedy solving, graded accuracy.
+
+Training sequences are "<bos> problem question solution : <solution> <eos>"; the loss is taken on the
+solution and <eos> only (the problem text is random names and numbers, nothing to learn there),
+which is the paper's setting of training the model to write solutions. A model solves a problem by
+greedy decoding after "solution :"; `check_solution` grades what it writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from layerprobe.results import bootstrap_interval, wilson_interval
+from layerprobe.synthetic import igsm
+from layerprobe.synthetic.vocab import Vocab
+
+
+def make_vocab() -> Vocab:
+    return Vocab(igsm.vocabulary_tokens())
+
+
+def training_example(vocab: Vocab, problem: igsm.Problem, rng: random.Random, retry_p: float) -> tuple[list[int], int]:
+    """Ids of one training sequence and the index where the solution (the trained part) starts."""
+    prompt = vocab.encode(igsm.prompt_tokens(problem), bos=True)
+    solution = vocab.encode(igsm.solution_tokens(problem, rng, retry_p).tokens, eos=True)
+    return prompt + solution, len(prompt)
+
+
+def batch_fn(vocab: Vocab, config: igsm.IGSMConfig, batch_size: int, seed: int = 0,
+             retry_p: float = 0.0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """Step -> (ids [B, T] right-padded, loss mask [B, T] on solution tokens) of training-split problems.
+
+    A pure function of the step, as `train` requires for exact resumes.
+    """
+    def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = random.Random(f"igsm-train/{seed}/{step}")
+        examples = [training_example(vocab, igsm.sample_problem(rng, config, split="train"), rng, retry_p)
+                    for _ in range(batch_size)]
+        length = max(len(ids) for ids, _ in examples)
+        ids = torch.full((batch_size, length), vocab.pad_id, dtype=torch.long)
+        mask = torch.zeros((batch_size, length), dtype=torch.bool)
+        for row, (example, start) in enumerate(examples):
+            ids[row, : len(example)] = torch.as_tensor(example)
+            mask[row, start: len(example)] = True
+        return ids, mask
+    return make
+
+
+def eval_problems(config: igsm.IGSMConfig, n: int, split: str, seed: int = 0) -> list[igsm.Problem]:
+    """n problems of the split, equally many per number of operations (fixed by the seed)."""
+    rng = random.Random(f"igsm-eval/{split}/{seed}")
+    levels = range(config.ops[0], config.ops[1] + 1)
+    out = []
+    for i in range(n):
+        level = levels[i % len(levels)]
+        out.append(igsm.sample_problem(rng, dataclasses.replace(config, ops=(level, level)), split=split))
+    return out
+
+
+@torch.no_grad()
+def solve(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], max_new_tokens: int = 160,
+          batch_size: int = 32, progress: bool = True) -> list[list[str]]:
+    """Greedy solutions (tokens after "solution :", up to <eos>), batched with left padding."""
+    model.eval()
+    device = next(model.parameters()).device
+    outputs: list[list[str]] = []
+    for start in tqdm(range(0, len(problems), batch_size), desc="solving", disable=not progress):
+        prompts = [vocab.encode(igsm.prompt_tokens(p), bos=True) for p in problems[start:start + batch_size]]
+        length = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), length), vocab.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompts):
+            ids[row, length - len(prompt):] = torch.as_tensor(prompt)
+            attention[row, length - len(prompt):] = 1
+        generated = model.generate(input_ids=ids.to(device), attention_mask=attention.to(device),
+                                   max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=vocab.pad_id,
+                                   eos_token_id=vocab.eos_id)
+        for row in generated[:, length:].tolist():
+            tokens = vocab.decode(row, skip_special=False)
+            outputs.append(tokens[: tokens.index(Vocab.EOS)] if Vocab.EOS in tokens else tokens)
+    return outputs
+
+
+def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], split: str) -> pd.DataFrame:
+    """One row per problem: ops, split, correct, shortest (no unnecessary parameter), step_share (share of
+    the needed parameters defined validly before the first error: partial progress), retries, error."""
+    rows = []
+    for problem, written in zip(problems, solutions):
+        check = igsm.check_solution(problem, written)
+        nece = problem.nece
+        rows.append({"ops": problem.operations, "split": split, "correct": check.correct, "shortest": check.shortest,
+                     "step_share": sum(i in nece for i in check.defined) / len(nece),
+                     "unnecessary": len(check.unnecessary), "retries": check.retries, "error": check.error or ""})
+    return pd.DataFrame(rows)
+
+
+def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: int, **extra: object) -> list[dict]:
+    """Schema rows (task igsm-accuracy, layer -1) per ops and overall, language = split.
+
+    subtask "<condition>/ops=<k>" or "<condition>/all". Metrics: accuracy (fully correct solution),
+    shortest_share (share of the correct solutions that compute no unnecessary parameter) and
+    step_share (mean share of needed steps written validly before the first error).
+    """
+    rows = []
+    for split, by_split in graded.groupby("split"):
+        groups = [(f"ops={ops}", frame) for ops, frame in by_split.groupby("ops")] + [("all", by_split)]
+        for name, frame in groups:
+            correct = frame[frame["correct"]]
+            metrics = (("accuracy", frame["correct"]), ("shortest_share", correct["shortest"]),
+                       ("step_share", frame["step_share"]))
+            for metric, values in metrics:
+                values = values.to_numpy(dtype=float)
+                if metric == "step_share":
+                    low, high = bootstrap_interval(values)
+                else:
+                    low, high = wilson_interval(values.sum(), len(values))
+                rows.append({"model": model, "task": "igsm-accuracy", "subtask": f"{condition}/{name}",
+                             "language": split, "method": "generation", "layer": -1, "n_layers": n_layers,
+                             "metric": metric, "value": values.mean() if len(values) else np.nan,
+                             "n_items": len(values), "ci_low": float(low), "ci_high": float(high), **extra})
+    return rows

@@ -1,0 +1,115 @@
+"""iGSM training runs: their configuration, training, grading, and the depth-vs-width budget.
+
+`out/runs/<name>/` holds `igsm_run.json` (the configuration), `vocab.json`, `model/` and the
+checkpoint of `train` (so a rerun resumes); the training curve goes to `<data>/train_<name>.csv`
+and the graded accuracy to `<data>/igsm-accuracy_<name>.csv`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from layerprobe.errors import DataError, LayerprobeError
+from layerprobe.models import LoadedModel
+from layerprobe.results import ResultsFile, atomic_write_text
+from layerprobe.synthetic import igsm, igsm_lm
+from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
+
+RUN_FILE = "igsm_run.json"
+
+
+@dataclass(frozen=True)
+class IGSMRun:
+    arch: str = "llama"
+    layers: int = 4
+    width: int = 64
+    heads: int = 4
+    steps: int = 300
+    batch: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    retry: float = 0.0  # probability of a retry step (part 2.2)
+    preset: str = "cpu"  # igsm.PRESETS key
+
+    def name(self) -> str:
+        return f"igsm-{self.preset}-{self.arch}-l{self.layers}w{self.width}-retry{self.retry:g}-s{self.steps}"
+
+    def condition(self) -> str:
+        """How the accuracy CSVs name this run's training condition."""
+        return f"retry={self.retry:g}/l{self.layers}w{self.width}"
+
+    def config(self) -> igsm.IGSMConfig:
+        if self.preset not in igsm.PRESETS:
+            raise LayerprobeError(f"unknown iGSM preset '{self.preset}' ({', '.join(igsm.PRESETS)})")
+        return igsm.PRESETS[self.preset]
+
+    def max_len(self) -> int:
+        return 320 if self.preset == "cpu" else 1024
+
+    def build(self, vocab_size: int) -> torch.nn.Module:
+        return build_model(self.arch, vocab_size, self.layers, self.width, self.heads, self.max_len(), seed=self.seed)
+
+
+def width_for_budget(run: IGSMRun, layers: int, budget: int, vocab_size: int) -> int:
+    """The width (a multiple of twice the heads: rotary needs an even head size) whose model with `layers`
+    blocks has closest to `budget` parameters."""
+    step = 2 * run.heads
+    best, best_gap = step, None
+    with torch.device("meta"):
+        for width in range(step, 4096 + 1, step):
+            count = n_parameters(dataclasses.replace(run, layers=layers, width=width).build(vocab_size))
+            gap = abs(count - budget)
+            if best_gap is None or gap < best_gap:
+                best, best_gap = width, gap
+            if count > budget:
+                break
+    return best
+
+
+def train_igsm(run: IGSMRun, out_root: Path, data_dir: Path, device: str = "cpu", progress: bool = True) -> LoadedModel:
+    """Train (or resume, or reload) a run; returns the trained model wrapped for the engine."""
+    out = Path(out_root) / run.name()
+    vocab = igsm_lm.make_vocab()
+    model = run.build(len(vocab)).to(device)
+    batches = igsm_lm.batch_fn(vocab, run.config(), run.batch, seed=run.seed, retry_p=run.retry)
+    train(model, batches, steps=run.steps, lr=run.lr, out_dir=out, curve_csv=Path(data_dir) / f"train_{run.name()}.csv",
+          desc=run.name(), progress=progress)
+    vocab.save(out / "vocab.json")
+    atomic_write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(run), indent=1))
+    return wrap(model, vocab, name=run.name())
+
+
+def load_run(out_dir: Path, device: str = "cpu") -> tuple[IGSMRun, LoadedModel]:
+    """A finished run's configuration and model."""
+    path = Path(out_dir) / RUN_FILE
+    try:
+        run = IGSMRun(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise LayerprobeError(f"{out_dir} is not an iGSM run (no {RUN_FILE}): train it with train_igsm.py") from None
+    except (ValueError, TypeError) as error:
+        raise DataError(path, f"not an iGSM run configuration ({error})") from None
+    return run, load_trained(out_dir, name=run.name(), device=device)
+
+
+def grade_run(lm: LoadedModel, run: IGSMRun, data_dir: Path, n_eval: int, progress: bool = True) -> Path:
+    """Greedy-solve `n_eval` train-template and `n_eval` test-template problems; write the accuracy CSV."""
+    path = Path(data_dir) / f"igsm-accuracy_{run.name()}.csv"
+    results = ResultsFile(path)
+    if results.done(model=run.name(), task="igsm-accuracy"):
+        return path
+    graded = []
+    for split in ("train", "test"):
+        problems = igsm_lm.eval_problems(run.config(), n_eval, split, seed=run.seed)
+        solutions = igsm_lm.solve(lm.model, lm.tokenizer, problems, progress=progress)
+        graded.append(igsm_lm.grade(problems, solutions, split))
+    rows = igsm_lm.accuracy_rows(pd.concat(graded), run.name(), run.condition(), run.layers,
+                                 retry=run.retry, layers=run.layers, width=run.width,
+                                 n_params=n_parameters(lm.model), steps=run.steps)
+    results.add(rows)
+    return path

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every study, then draws the figures and the HTML report.
+#   bash scripts/run_all.sh --quick      a few minutes on a laptop CPU: SmolLM2, small limits, into out/quick/
+#   bash scripts/run_all.sh              full default runs into out/ (MODELS="llama-7b llama-13b llama-70b" on a GPU box)
+# A run that is interrupted resumes when started again: finished units are kept, none is duplicated.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py="$(bash scripts/python.sh)"
+quick=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    *) echo "run_all.sh: unknown option '$arg' (use --quick; set MODELS to choose models)" >&2; exit 2 ;;
+  esac
+done
+read -r -a models <<< "${MODELS:-smollm2-135m}"
+model_flags=()
+for m in "${models[@]}"; do model_flags+=(--model "$m"); done
+
+step() { echo; echo "== $*"; "$py" "$@"; }
+
+if [ "$quick" = 1 ]; then
+  # Quick runs go to their own folder: resume is keyed by unit, so they must not stand in for full runs.
+  out=out/quick
+  step probe_factual.py "${model_flags[@]}" --limit 2 --out $out/data
+  step probe_tfqa.py "${model_flags[@]}" --limit 10 --out $out/data
+  step probe_logical.py "${model_flags[@]}" --limit 3 --out $out/data
+  step probe_math.py "${model_flags[@]}" --subtask mps-cal --limit 3 --out $out/data
+  step trace_layers.py "${model_flags[@]}" --analysis all --limit 8 --lens-steps 10 --out $out/data
+  step train_synthetic.py --world cfg --quick --out $out/runs/cfg-quick --data $out/data
+  step probe_synthetic.py --run $out/runs/cfg-quick --quick --out $out/data
+  step train_igsm.py --quick --retry 0 --out $out/runs --data $out/data
+  step train_capacity.py --quick --out $out/runs --data $out/data
+  step plot_figures.py --data $out/data --out $out/figures --dpi 120
+else
+  out=out
+  for script in probe_math.py probe_factual.py probe_tfqa.py probe_logical.py; do
+    step $script "${model_flags[@]}" --out $out/data
+  done
+  step trace_layers.py "${model_flags[@]}" --analysis all --out $out/data
+  step train_synthetic.py --world cfg --out $out/runs/cfg-small-llama --data $out/data
+  step probe_synthetic.py --run $out/runs/cfg-small-llama --out $out/data
+  for mode in mixed pretrain-finetune; do
+    for aug in "" --augment; do
+      name="bios-$mode${aug:+-aug}"
+      step train_synthetic.py --world bios --mode $mode $aug --out $out/runs/$name --data $out/data
+      step probe_synthetic.py --run $out/runs/$name --out $out/data
+    done
+  done
+  step train_igsm.py --retry 0 0.1 0.5 --out $out/runs --data $out/data
+  step train_capacity.py --out $out/runs --data $out/data
+  step plot_figures.py --data $out/data --out $out/figures
+fi
+echo
+echo "run_all.sh: CSVs in $out/data, figures in $out/figures, report in $out/report.html"

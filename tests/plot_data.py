@@ -1,0 +1,179 @@
+"""Small but realistically shaped CSVs of every task family (CSV_CONVENTIONS), for the figure tests.
+
+Per-layer values come from 0/1 item outcomes drawn around a rising accuracy curve and pass
+through `layer_rows`, so counts, means and Wilson intervals are what a real run would write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from layerprobe.results import atomic_write_csv, layer_rows
+
+MODELS = {"smollm2-135m": 30, "gemma3-270m": 18}
+OPS = ["add", "sub", "mul", "div", "mix-2", "mix-3"]
+
+
+def rising(n_layers: int, start: float, peak: float, peak_at: float) -> np.ndarray:
+    """Accuracy per layer: flat near `start`, rising to `peak` at relative depth `peak_at`, then sagging a bit."""
+    x = np.arange(n_layers + 1) / n_layers
+    up = start + (peak - start) / (1 + np.exp(-12 * (x - peak_at + 0.2)))
+    return np.clip(up - 0.25 * (peak - start) * np.clip(x - peak_at, 0, None), 0, 1)
+
+
+def outcomes(curve: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    return (rng.random((len(curve), n_items)) < curve[:, None]).astype(float)
+
+
+def study1_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dict]:
+    rows: list[dict] = []
+    for index, task in enumerate(["mps-cal", "mps-rea", "factual", "logical"]):
+        curve = rising(n_layers, 0.25, 0.45 + 0.08 * index, 0.7)
+        rows += layer_rows(outcomes(curve, 40, rng), metric="accuracy", model=model, task=task,
+                           method="lens-norm", subtask="all" if task == "factual" else "", language="en")
+    for metric, peak in (("mc1", 0.35), ("mc2", 0.5), ("mc3", 0.3)):
+        rows += layer_rows(outcomes(rising(n_layers, 0.2, peak, 0.8), 30, rng), metric=metric, model=model,
+                           task="truthfulqa", method="lens-norm", language="en")
+    everything = []
+    for op_index, op in enumerate(OPS):
+        for digits_index, digits in enumerate(["1-2", "3-4", "5-6"]):
+            for number in ("int", "float"):
+                peak = 0.9 - 0.1 * op_index - 0.15 * digits_index - (0.1 if number == "float" else 0)
+                items = outcomes(rising(n_layers, 0.25, max(peak, 0.3), 0.75), 12, rng)
+                everything.append(items)
+                rows += layer_rows(items, metric="accuracy", model=model, task="calculation", method="lens-norm",
+                                   subtask=f"{op}/{digits}/{number}", language="en")
+    rows += layer_rows(np.concatenate(everything, axis=1), metric="accuracy", model=model, task="calculation",
+                       method="lens-norm", subtask="all", language="en")
+    for task in ("xmps-cal", "xmps-rea"):
+        for index, language in enumerate(["en", "es", "fr", "de", "zh", "ja", "th"]):
+            curve = rising(n_layers, 0.25, 0.6 - 0.04 * index, 0.7 + 0.02 * index)
+            rows += layer_rows(outcomes(curve, 25, rng), metric="accuracy", model=model, task=task,
+                               method="lens-norm", language=language)
+    for task in ("factual", "logical", "truthfulqa"):  # the TruthfulQA probe reports accuracy, not MC1
+        for metric, peak in (("accuracy", 0.7), ("control", 0.3)):
+            rows += layer_rows(outcomes(rising(n_layers, 0.28, peak, 0.5), 40, rng), metric=metric, model=model,
+                               task=task, method="probe", subtask="all" if task == "factual" else "", language="en",
+                               interval="bootstrap")
+    return rows
+
+
+def earliest_rows(model: str, n_layers: int, task: str, subtasks: list[str], method: str, early: float) -> list[dict]:
+    """Mean earliest layer per k, falling with log k; `early` shifts a lens (the tuned one) earlier."""
+    rows = []
+    for index, subtask in enumerate(subtasks):
+        for k in (1, 2, 5, 10, 100, 1000, 10000):
+            layer = max(0.0, n_layers * (0.95 - early - 0.12 * np.log10(k) - 0.04 * index))
+            rows.append(dict(model=model, task=task, subtask=subtask, language="en", method=method, layer=-1,
+                             n_layers=n_layers, metric="earliest_layer", value=round(layer, 2), n_items=50,
+                             ci_low="", ci_high="", k=k))
+    return rows
+
+
+def study2_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dict]:
+    rows: list[dict] = []
+    layers = np.arange(n_layers + 1)
+    for method, early in (("logit-lens", 0.0), ("tuned-lens", 0.1)):  # the tuned lens decodes earlier
+        rows += earliest_rows(model, n_layers, "pos", ["DET", "ADP", "PUNCT", "NOUN", "VERB", "ADJ", "RANDOM"], method, early)
+        rows += earliest_rows(model, n_layers, "facts", ["len2/pos1", "len2/pos2", "len3/pos1", "len3/pos3", "len10/pos1"], method, early)
+        for index, task in enumerate(["mmlu-letter", "sentiment", "bool"]):
+            rows += layer_rows(outcomes(rising(n_layers, 0.0, 0.85, 0.6 + 0.1 * index - early), 30, rng), metric="correct_top_option",
+                               model=model, task="options", method=method, subtask=task, language="en")
+            ranks = 1 + 2.5 * (1 - rising(n_layers, 0.0, 1.0, 0.6 + 0.1 * index - early))
+            rows += [dict(r, metric="correct_option_rank", value=float(v), ci_low="", ci_high="")
+                     for r, v in zip(layer_rows(np.zeros((n_layers + 1, 30)), metric="x", model=model, task="options",
+                                                method=method, subtask=task, language="en"), ranks)]
+            for metric, share in (("enter_layer", 0.55), ("settle_layer", 0.75)):
+                rows.append(dict(model=model, task="options", subtask=task, language="en", method=method, layer=-1,
+                                 n_layers=n_layers, metric=metric, value=round(n_layers * (share + 0.05 * index - early), 2),
+                                 n_items=30, ci_low="", ci_high=""))
+        top10 = 0.15 + 0.6 * np.exp(-((layers / n_layers - 0.3 + early) ** 2) / 0.03)
+        shares = np.stack([top10, 0.5 * (1 - top10), 0.3 * (1 - top10), 0.2 * (1 - top10)])
+        for bucket, values in zip(["top10", "11-100", "101-1000", "rest"], shares):
+            rows += [dict(model=model, task="frequency", subtask=bucket, language="en", method=method, layer=int(layer),
+                          n_layers=n_layers, metric="top1_share", value=float(v), n_items=500, ci_low="", ci_high="")
+                     for layer, v in zip(layers, values)]
+        for index, bucket in enumerate(["top10", "11-100", "101-1000", "rest", "all"]):
+            flips = outcomes(1 - rising(n_layers, 0.0, 1.0, 0.85 - 0.05 * index - early), 60, rng)
+            flips[-1] = 0.0  # the last layer is the final prediction: nothing flips there
+            rows += layer_rows(flips, metric="flip_rate", model=model, task="flips", method=method, subtask=bucket,
+                               language="en")
+    return rows
+
+
+def synthetic_rows(rng: np.random.Generator) -> list[dict]:
+    rows: list[dict] = []
+    labels = {"cfg": [f"{kind}/level{level}" for kind in ("ancestor", "span_end") for level in (2, 4, 6)],
+              "bios": [f"{probe}/{attribute}" for probe in ("p-probe", "q-probe") for attribute in ("birth_city", "university", "major")],
+              "igsm": ["nece", "can_next", "dep"]}
+    for task, names in labels.items():
+        model = f"{task}-gpt-4l"
+        for index, label in enumerate(names):
+            for method, peak in (("probe-trained", 0.95 - 0.05 * index), ("probe-random", 0.35)):
+                rows += layer_rows(outcomes(rising(4, 0.3, peak, 0.75), 80, rng), metric="accuracy", model=model,
+                                   task=task, method=method, subtask=label)
+        if task == "igsm":
+            for method, peak in (("vprobe-trained", 0.9), ("vprobe-random", 0.4)):
+                rows += layer_rows(outcomes(rising(4, 0.3, peak, 0.75), 80, rng), metric="accuracy", model=model,
+                                   task=task, method=method, subtask="nece")
+    for condition, value in (("mixed/aug", 0.87), ("pretrain-finetune/noaug", 0.02), ("pretrain-finetune/aug", 0.95)):
+        for split, shift in (("train", 0.05), ("test", 0.0)):
+            hits = [outcomes(np.array([min(1.0, value + shift + 0.02 * i)]), 50, rng)[0] for i in range(3)]
+            for attribute, values in (("birth_city", hits[0]), ("university", hits[1]), ("major", hits[2]),
+                                      ("all", np.concatenate(hits))):
+                rows.append(dict(summary(values, "bios-gpt-4l", "bios-qa", condition, split, "greedy"), attribute=attribute))
+    for condition, value in (("root", 0.98), ("cut80", 0.9)):
+        rows.append(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-generation", condition, "", "sample"))
+    for condition in ("retry0", "retry0.2"):
+        for split in ("train", "test"):
+            for ops, value in (("ops=3", 0.9), ("ops=6", 0.6), ("all", 0.75)):
+                bonus = 0.05 if condition == "retry0.2" else 0.0
+                rows.append(summary(outcomes(np.array([value + bonus]), 60, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
+                                    f"{condition}/{ops}", split, "generation"))
+    for exposures, per_param in ((100, 1.0), (1000, 2.0)):
+        for n_params in (1e5, 3e5, 1e6, 3e6):
+            for method, loss in (("fp32", 1.0), ("int8", 0.97)):
+                rows.append(dict(model=f"capacity-x{exposures}-p{int(n_params)}", task="capacity", subtask="", language="",
+                                 method=method, layer=-1, n_layers=4, metric="bits_per_param",
+                                 value=loss * per_param * min(1.0, 3e5 / n_params * 1.5), n_items=1000, ci_low="",
+                                 ci_high="", n_params=int(n_params), exposures=exposures, quantised=method == "int8"))
+    return rows
+
+
+def summary(values: np.ndarray, model: str, task: str, condition: str, split: str, method: str) -> dict:
+    """A layer = -1 row with its Wilson interval, as the synthetic evaluators write it."""
+    row = layer_rows(values[None, :], metric="accuracy", model=model, task=task, method=method, subtask=condition,
+                     language=split)[0]
+    return dict(row, layer=-1, n_layers=4)
+
+
+def training_frame(run: str, steps: int = 40, floor: float = 0.6) -> pd.DataFrame:
+    step = np.arange(1, steps + 1) * 25
+    return pd.DataFrame(dict(run=run, step=step, tokens=step * 2048, loss=floor + 3.0 * np.exp(-step / 300),
+                             lr=1e-3 * np.minimum(1, step / 100)))
+
+
+def write_all(folder: Path, depths: dict[str, int] | None = None, seed: int = 0) -> dict[str, Path]:
+    """Write one CSV per (script, model) as the producers do; returns name -> path.
+
+    Every model (alias -> number of blocks, default MODELS) gets the study-1 tasks; the first one
+    also gets the study-2 traces, which keeps the figure count (and the test time) down.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = {}
+    for index, (model, n_layers) in enumerate((depths or MODELS).items()):
+        frames[f"study1_{model}"] = pd.DataFrame(study1_rows(model, n_layers, rng))
+        if index == 0:
+            frames[f"trace_{model}"] = pd.DataFrame(study2_rows(model, n_layers, rng))
+    frames["synthetic"] = pd.DataFrame(synthetic_rows(rng))
+    frames["train_bios-mixed-aug"] = training_frame("bios-mixed-aug")
+    frames["train_bios-pretrain-finetune-aug"] = training_frame("bios-pretrain-finetune-aug", steps=60, floor=0.4)
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = folder / f"{name}.csv"
+        atomic_write_csv(paths[name], frame)
+    return paths

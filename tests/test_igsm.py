@@ -1,0 +1,156 @@
+"""iGSM generator vs an independent reading of the problem text, the checker, labels, retry data, split."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from layerprobe.synthetic import igsm
+from layerprobe.synthetic.igsm import BACK, MOD, check_solution, prompt_tokens, sample_problem, solution_tokens
+
+
+def parse_text(tokens: list[str]) -> tuple[dict, tuple[str, str]]:
+    """The problem as the text states it: {(A, B): (op word, [(C, D), ...] or constant)} and the query."""
+    text = tokens[: tokens.index("question")]
+    query_at = tokens.index("many")
+    query = (tokens[query_at + 1], tokens[query_at + 3])
+    sentences, current = [], []
+    for token in text:
+        if token == ".":
+            sentences.append(current)
+            current = []
+        else:
+            current.append(token)
+    graph = {}
+    for sentence in sentences:
+        name, rest = (sentence[0], sentence[2]), sentence[4:]
+        if len(rest) == 1:
+            graph[name] = ("const", int(rest[0]))
+        elif len(rest) == 3:
+            graph[name] = ("copy", [(rest[0], rest[2])])
+        else:
+            operands = [t for t in rest[2:] if t not in ("and", ",")]
+            graph[name] = (rest[0], [(operands[i], operands[i + 2]) for i in range(0, len(operands), 3)])
+    return graph, query
+
+
+def value_from_text(graph: dict, name: tuple[str, str]) -> int:
+    op, arg = graph[name]
+    if op == "const":
+        return arg
+    values = [value_from_text(graph, operand) for operand in arg]
+    if op in ("copy", "sum"):
+        return sum(values) % MOD
+    if op == "difference":
+        return (values[0] - values[1]) % MOD
+    product = 1
+    for value in values:
+        product *= value
+    return product % MOD
+
+
+def ancestors_from_text(graph: dict, name: tuple[str, str]) -> set:
+    op, arg = graph[name]
+    found = {name}
+    if op != "const":
+        for operand in arg:
+            found |= ancestors_from_text(graph, operand)
+    return found
+
+
+def problems(n: int, seed: int = 0, config: igsm.IGSMConfig = igsm.IGSMConfig()) -> list[igsm.Problem]:
+    rng = random.Random(seed)
+    return [sample_problem(rng, config) for _ in range(n)]
+
+
+@pytest.mark.parametrize("config", [igsm.PRESETS["cpu"], igsm.IGSMConfig(depth=(3, 4), width=(3, 4), max_params=12,
+                                                                            max_operands=4, ops=(3, 8))])
+def test_answers_match_text_evaluation_and_checker(config):
+    for problem in problems(40, config=config):
+        graph, query = parse_text(prompt_tokens(problem))
+        truth = value_from_text(graph, query)
+        written = solution_tokens(problem).tokens
+        assert written[-2] == str(truth)  # the solution's last number is the answer
+        check = check_solution(problem, written)
+        assert check.correct and check.shortest and check.answer == truth, check.error
+        assert config.ops[0] <= problem.operations <= config.ops[1]
+        assert len(graph) == len(problem.params) and all(len(p.operands) <= config.max_operands for p in problem.params)
+
+
+def test_checker_rejects_wrong_solutions_and_flags_unnecessary_steps():
+    problem = next(p for p in problems(50, seed=1)
+                   if len(p.nece) >= 2 and any(i not in p.nece and not q.operands for i, q in enumerate(p.params)))
+    written = solution_tokens(problem).tokens
+    answer_at = len(written) - 2
+    wrong = written[:answer_at] + [str((int(written[answer_at]) + 1) % MOD), "."]
+    assert not check_solution(problem, wrong).correct
+    first_end = written.index(".")
+    assert check_solution(problem, written[first_end + 1:]).error.startswith("step 1")  # first step skipped
+    extra = next(i for i in range(len(problem.params)) if i not in problem.nece and not problem.params[i].operands)
+    padded = igsm.step_tokens(problem, extra) + written
+    check = check_solution(problem, padded)
+    assert check.correct and check.unnecessary == [extra] and not check.shortest
+    assert not check_solution(problem, ["define", "junk", "."]).correct
+    assert not check_solution(problem, []).correct
+
+
+def test_labels_agree_with_graph_and_checker():
+    for problem in problems(30, seed=2):
+        graph, query = parse_text(prompt_tokens(problem))
+        names = [(p.owner, p.item) for p in problem.params]
+        assert {names[i] for i in problem.nece} == ancestors_from_text(graph, query)
+        for a, name in enumerate(names):
+            op, arg = graph[name]
+            operands = set() if op == "const" else set(arg)
+            assert {names[b] for b in range(len(names)) if problem.dep(a, b)} == operands
+        # can_next after each prefix of the solution: exactly the parameters whose step the checker would accept next
+        order, prefix = problem.solution_order, []
+        for done in range(len(order)):
+            labels = problem.can_next(set(order[:done]))
+            for i, label in enumerate(labels):
+                if i in order[:done]:
+                    assert not label
+                    continue
+                check = check_solution(problem, prefix + igsm.step_tokens(problem, i))
+                accepted = check.correct or check.error == "the queried parameter is never defined"
+                assert accepted == label, (done, i, check.error)
+            prefix += igsm.step_tokens(problem, order[done])
+
+
+def test_retry_data_keeps_the_answer_and_marks_blocked_steps():
+    rng = random.Random(3)
+    total_retries = 0
+    for problem in problems(40, seed=3):
+        written = solution_tokens(problem, rng, retry_p=0.5)
+        check = check_solution(problem, written.tokens)
+        assert check.correct and check.answer == problem.answer
+        assert check.retries == written.tokens.count(BACK) == sum(written.mistakes)
+        defined: set[int] = set()
+        lookup = {(p.owner, p.item): i for i, p in enumerate(problem.params)}
+        for end, mistake in zip(written.step_ends, written.mistakes):
+            start = max([e for e in written.step_ends if e < end], default=-1) + 1
+            index = lookup[(written.tokens[start + 1], written.tokens[start + 3])]
+            assert (written.tokens[end] == BACK) == mistake
+            assert problem.can_next(defined)[index] != mistake  # a retry names a not-yet-computable parameter
+            if not mistake:
+                defined.add(index)
+        total_retries += check.retries
+    assert total_retries > 10
+    assert BACK not in solution_tokens(problems(1)[0], rng, retry_p=0.0).tokens
+
+
+def test_split_holds_out_whole_templates_and_is_deterministic():
+    rng = random.Random(4)
+    train = {sample_problem(rng, split="train").template() for _ in range(100)}
+    test = {sample_problem(rng, split="test").template() for _ in range(40)}
+    assert train and test and not train & test
+    a, b = problems(5, seed=9), problems(5, seed=9)
+    assert [prompt_tokens(p) for p in a] == [prompt_tokens(p) for p in b]
+
+
+def test_every_token_is_in_the_vocabulary():
+    vocabulary = set(igsm.vocabulary_tokens())
+    rng = random.Random(5)
+    for problem in problems(10, seed=5, config=igsm.PRESETS["paper"]) + problems(20, seed=5):
+        assert set(prompt_tokens(problem)) | set(solution_tokens(problem, rng, 0.5).tokens) <= vocabulary

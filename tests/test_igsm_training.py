@@ -1,0 +1,88 @@
+"""iGSM and capacity training data, a tiny run that learns, batched solving, accuracy rows, budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+
+from layerprobe.synthetic import capacity, igsm, igsm_lm
+from layerprobe.synthetic.igsm_runs import IGSMRun, width_for_budget
+from layerprobe.synthetic.train import build_model, n_parameters, train
+
+VOCAB = igsm_lm.make_vocab()
+CONFIG = igsm.PRESETS["cpu"]
+
+
+def test_batches_train_on_exactly_the_solution_and_are_pure_functions_of_the_step():
+    make = igsm_lm.batch_fn(VOCAB, CONFIG, batch_size=6, seed=3, retry_p=0.5)
+    ids, mask = make(5)
+    again_ids, again_mask = make(5)
+    assert torch.equal(ids, again_ids) and torch.equal(mask, again_mask) and not torch.equal(ids, make(6)[0])
+    for row, row_mask in zip(ids.tolist(), mask.tolist()):
+        tokens = VOCAB.decode(row, skip_special=False)
+        start = tokens.index("solution") + 2
+        trained = [t for t, m in zip(tokens, row_mask) if m]
+        assert trained == tokens[start: tokens.index(VOCAB.EOS) + 1]
+        assert trained[-1] == VOCAB.EOS and "solution" not in trained
+
+
+def test_a_tiny_run_lowers_the_loss():
+    model = build_model("llama", len(VOCAB), n_layers=2, d_model=32, n_heads=4, max_len=320, seed=0)
+    result = train(model, igsm_lm.batch_fn(VOCAB, CONFIG, batch_size=6), steps=20, lr=3e-3, progress=False, log_every=2)
+    first, last = result.curve["loss"].iloc[0], result.final_loss
+    assert first > 4.5  # about log(len(VOCAB)) = 5 at the start
+    assert last < first - 0.7
+
+
+def test_batched_left_padded_solving_equals_one_at_a_time():
+    model = build_model("llama", len(VOCAB), n_layers=2, d_model=32, n_heads=4, max_len=320, seed=1)
+    problems = igsm_lm.eval_problems(CONFIG, 5, "test")
+    assert sorted(p.operations for p in problems) == [1, 1, 2, 2, 3]
+    together = igsm_lm.solve(model, VOCAB, problems, max_new_tokens=12, progress=False)
+    alone = [igsm_lm.solve(model, VOCAB, [p], max_new_tokens=12, progress=False)[0] for p in problems]
+    assert together == alone and all(len(s) == 12 for s in together)
+
+
+def test_accuracy_rows_by_hand():
+    rng = random.Random(0)
+    problems = [igsm.sample_problem(rng, dataclasses.replace(CONFIG, ops=(ops, ops))) for ops in (1, 1, 2, 2)]
+    right = [igsm.solution_tokens(p).tokens for p in problems]
+    extra = next(i for i, q in enumerate(problems[1].params) if i not in problems[1].nece and not q.operands)
+    written = [right[0], igsm.step_tokens(problems[1], extra) + right[1], right[2], ["define"]]
+    graded = igsm_lm.grade(problems, written, "test")
+    rows = pd.DataFrame(igsm_lm.accuracy_rows(graded, "m", "retry=0/l4w64", 4))
+    value = rows.set_index(["subtask", "metric"])["value"]
+    assert value[("retry=0/l4w64/ops=1", "accuracy")] == 1.0
+    assert value[("retry=0/l4w64/ops=1", "shortest_share")] == 0.5  # one of the two computed a spare parameter
+    assert value[("retry=0/l4w64/ops=2", "accuracy")] == 0.5
+    assert value[("retry=0/l4w64/all", "accuracy")] == 0.75
+    assert value[("retry=0/l4w64/ops=2", "step_share")] == 0.5  # one full solution, one with no valid step
+    assert set(rows["language"]) == {"test"} and (rows["layer"] == -1).all()
+
+
+def test_capacity_batches_show_every_person_once_per_exposure():
+    entries = torch.arange(10 * 4).reshape(10, 4)
+    make = capacity.batch_fn(entries, batch_size=4, seed=0)
+    seen = torch.cat([make(step)[0][:, 0] for step in range(15)])  # 60 rows = 6 exposures of 10 people
+    counts = np.bincount((seen // 4).numpy(), minlength=10)
+    assert (counts == 6).all()
+    first_pass = (seen[:10] // 4).tolist()
+    assert sorted(first_pass) == list(range(10)) and first_pass != list(range(10))
+    assert not make(0)[1][:, :3].any() and make(0)[1][:, 3:].all()
+
+
+@pytest.mark.parametrize("layers", [8])
+def test_depth_sweep_widths_keep_the_parameter_count(layers):
+    base = IGSMRun()
+    with torch.device("meta"):
+        budget = n_parameters(base.build(len(VOCAB)))
+        width = width_for_budget(base, layers, budget, len(VOCAB))
+        count = n_parameters(dataclasses.replace(base, layers=layers, width=width).build(len(VOCAB)))
+    assert width % (2 * base.heads) == 0
+    assert abs(count - budget) / budget < 0.15

@@ -1,0 +1,206 @@
+"""plot_figures.py: every figure from realistic CSVs, readings that match the numbers, skips, bad input, the report in Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import plot_figures
+from layerprobe.cli import run
+from layerprobe.plots import MODEL_PALETTE, Canvas, load_data, overall, synthetic_training
+from layerprobe.results import atomic_write_csv, layer_rows
+from plot_data import training_frame, write_all
+
+DEPTHS = {"smollm2-135m": 8, "gemma3-270m": 4}
+FULL, SECOND = DEPTHS
+EXPECTED = (
+    [f"s1_heatmap_{m}" for m in DEPTHS] + [f"s1_radar_{m}" for m in DEPTHS] + [f"s1_xmps_{m}" for m in DEPTHS]
+    + [f"s1_lens_probe_{m}" for m in DEPTHS] + ["s1_sizes"]
+    + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
+                                  "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
+    + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips")]
+    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_qa", "syn_capacity"]
+)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full run over CSVs of every task family (low dpi, PNG only, to keep the test fast)."""
+    root = tmp_path_factory.mktemp("plots")
+    write_all(root / "data", DEPTHS)
+    plot_figures.main(["--data", str(root / "data"), "--out", str(root / "figures"), "--dpi", "50", "--formats", "png"])
+    return root
+
+
+def report_text(root: Path) -> str:
+    return (root / "report.html").read_text(encoding="utf-8")
+
+
+def test_every_figure_is_drawn_as_a_non_empty_png(rendered: Path) -> None:
+    drawn = sorted(p.stem for p in (rendered / "figures").glob("*.png"))
+    assert drawn == sorted(EXPECTED)
+    for name in EXPECTED:
+        width, height = png_size(rendered / "figures" / f"{name}.png")
+        assert width > 100 and height > 100, name
+
+
+def test_readings_quote_the_best_layer_from_the_csv(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / f"study1_{FULL}.csv", keep_default_na=False)
+    curve = rows[(rows.task == "mps-cal") & (rows.method == "lens-norm") & (rows.metric == "accuracy")].sort_values("layer")
+    best = int(curve.value.to_numpy().argmax())  # earliest maximum, as np.argmax
+    row = curve.iloc[best]
+    expected = (f"{FULL} (lens-norm): best layer {best} of {DEPTHS[FULL]}, {row.value:.1%} "
+                f"(95% CI {row.ci_low:.1%}-{row.ci_high:.1%}), layer {DEPTHS[FULL]} {curve.value.iloc[-1]:.1%}")
+    assert expected in report_text(rendered)
+
+
+def test_size_comparison_reads_the_mean_over_tasks_at_the_last_layer(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / f"study1_{SECOND}.csv", keep_default_na=False)
+    last = rows[(rows.layer == DEPTHS[SECOND]) & (rows.method == "lens-norm")]
+    headline = last[(last.metric == np.where(last.task == "truthfulqa", "mc1", "accuracy"))]
+    per_task = []
+    for task, part in headline.groupby("task"):
+        if (part.subtask == "all").any():
+            part = part[part.subtask == "all"]
+        per_task.append((part.value * part.n_items).sum() / part.n_items.sum())  # pooled over languages
+    assert len(per_task) == 8
+    assert f"{SECOND}: mean over 8 tasks {np.mean(per_task):.1%} at the last layer" in report_text(rendered)
+
+
+def test_overall_pools_languages_by_item_count_and_prefers_subtask_all() -> None:
+    rows = pd.DataFrame(
+        layer_rows(np.array([[1, 1, 0, 0], [1, 1, 1, 0]]), metric="accuracy", model="m", task="xmps-cal",
+                   method="lens-norm", language="en")
+        + layer_rows(np.array([[1, 0], [0, 0]]), metric="accuracy", model="m", task="xmps-cal",
+                     method="lens-norm", language="th"))
+    pooled = overall(rows)
+    assert pooled["value"].tolist() == pytest.approx([3 / 6, 3 / 6])
+    assert pooled["ci_low"].isna().all()  # unknown for a pooled mean
+    rows = pd.concat([rows.assign(subtask="add/1-2/int"), rows.iloc[:2].assign(subtask="all", value=[0.9, 0.1])])
+    assert overall(rows)["value"].tolist() == pytest.approx([0.9, 0.1])
+
+
+def test_report_has_contents_readings_settings_and_csv_list(rendered: Path) -> None:
+    text = report_text(rendered)
+    assert text.count("<img ") == len(EXPECTED)
+    for name in EXPECTED:
+        assert f"src='figures/{name}.png'" in text
+        assert f"href='#{name}'" in text  # table of contents
+    assert "Nothing is missing" in text
+    for needle in ("matplotlib", "pandas", f"study1_{FULL}.csv", "train_bios-mixed-aug.csv", "PNG dpi", "--dpi 50"):
+        assert needle in text
+    assert re.search(r"best layer \d+ of 8, \d+\.\d%", text)
+
+
+def test_no_data_draws_nothing_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plot_figures.main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "figures")])
+    out = capsys.readouterr().out
+    assert "no CSV files in" in out
+    assert "skipped s1_curves: no rows with task in calculation" in out
+    assert "skipped syn_training: no train_*.csv files" in out
+    assert "drew 0 figures" in out
+    assert not list(tmp_path.glob("figures/*"))
+    text = (tmp_path / "report.html").read_text()
+    assert "no train_*.csv files" in text and "No CSV files were found" in text
+
+
+def test_partial_data_draws_what_it_can(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    rows = layer_rows(np.ones((9, 5)), metric="accuracy", model="m", task="logical", method="lens-norm", language="en")
+    partial = pd.DataFrame(rows[:4])  # an interrupted run: layers 0-3 of 8 so far
+    partial["ci_low"] = np.nan
+    atomic_write_csv(data / "logical_m.csv", partial)
+    capacity = dict(rows[0], task="capacity", layer=-1, metric="bits_per_param", value=1.5)
+    atomic_write_csv(data / "capacity.csv", pd.DataFrame([capacity]))  # no n_params column
+    atomic_write_csv(data / "train_run.csv", training_frame("run").drop(columns=["tokens", "lr"]))
+    plot_figures.main(["--data", str(data), "--out", str(tmp_path / "figures"), "--dpi", "50", "--formats", "png"])
+    out = capsys.readouterr().out
+    assert sorted(p.stem for p in tmp_path.glob("figures/*.png")) == [
+        "s1_curves_logical", "s1_heatmap_m", "s1_sizes", "syn_training_run"]
+    assert "skipped syn_capacity: capacity rows lack the extra column n_params" in out
+    assert "skipped s1_radar: no calculation rows with subtask '<op>/<digits>/<type>'" in out
+    assert "skipped s2_flips: no task 'flips' rows with metric flip_rate" in out
+    text = (tmp_path / "report.html").read_text()
+    assert "m (lens-norm): best layer 0 of 8, 100.0%, layer 3 100.0%" in text
+    assert "m: no task has reached layer 8 yet, 100.0% at each task&#x27;s best layer" in text
+
+
+def test_wrong_schema_is_a_one_line_error_naming_file_and_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    rows = pd.DataFrame(layer_rows(np.ones((3, 2)), metric="accuracy", model="m", task="logical", method="lens-norm"))
+    atomic_write_csv(data / "bad.csv", rows.drop(columns=["ci_high"]))
+    with pytest.raises(SystemExit) as exit_info:
+        run(plot_figures.main, ["--data", str(data), "--out", str(tmp_path / "figures")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.csv" in err and "ci_high" in err and err.startswith("error: ")
+    assert not (tmp_path / "report.html").exists()
+    rows = rows.astype({"value": object})
+    rows.loc[1, "value"] = "high"
+    atomic_write_csv(data / "bad.csv", rows)
+    with pytest.raises(SystemExit):
+        run(plot_figures.main, ["--data", str(data), "--out", str(tmp_path / "figures")])
+    assert "bad.csv, line 3, field 'value': 'high' is not a number" in capsys.readouterr().err
+
+
+def test_vector_formats_and_training_reading(tmp_path: Path) -> None:
+    curve = training_frame("a")
+    atomic_write_csv(tmp_path / "train_a.csv", curve)
+    canvas = Canvas(tmp_path / "figures", dpi=50, formats=("png", "svg", "pdf"))
+    [drawn] = synthetic_training(load_data(tmp_path), canvas)
+    assert [p.name for p in drawn.files] == ["syn_training_a.png", "syn_training_a.svg", "syn_training_a.pdf"]
+    assert drawn.files[1].read_text().lstrip().startswith("<?xml") and drawn.files[2].read_bytes()[:4] == b"%PDF"
+    assert drawn.reading == (f"a: loss {curve.loss.iloc[0]:.3f} -> {curve.loss.iloc[-1]:.3f} "
+                             f"after {curve.tokens.iloc[-1]:,} tokens.")
+
+
+def test_model_colours_are_stable_and_pretrained_models_come_first(tmp_path: Path) -> None:
+    from layerprobe.plots import colour_order
+    write_all(tmp_path, DEPTHS)
+    order = colour_order(load_data(tmp_path).results)
+    assert order[:2] == [SECOND, FULL]  # shallow to deep, before the synthetic models
+    assert set(order[2:]) == {"cfg-gpt-4l", "bios-gpt-4l", "igsm-gpt-4l"}
+    assert len(set(MODEL_PALETTE[: len(order)])) == len(order)
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def test_report_renders_in_headless_chromium(rendered: Path) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium==4.52.0)")
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Debian packages chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get((rendered / "report.html").as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert len(images) == len(EXPECTED)
+    assert [src for src, complete, width in images if not (complete and width > 0)] == []
+    assert errors == []

@@ -1,0 +1,78 @@
+"""V-probe examples carry the graph's labels; the probe reads the states the engine reads; it learns."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+
+from layerprobe.engine import hidden_states_at
+from layerprobe.synthetic import igsm, igsm_lm, vprobe
+from layerprobe.synthetic.train import build_model, wrap
+
+VOCAB = igsm_lm.make_vocab()
+
+
+def problems(n: int, seed: int = 0) -> list[igsm.Problem]:
+    rng = random.Random(seed)
+    return [igsm.sample_problem(rng) for _ in range(n)]
+
+
+def name_index(problem: igsm.Problem, owner: str, item: str) -> int:
+    return next(i for i, p in enumerate(problem.params) if (p.owner, p.item) == (owner, item))
+
+
+def test_examples_are_balanced_and_labelled_by_the_graph():
+    sample = problems(40)
+    for label in vprobe.LABELS:
+        made = vprobe.examples(VOCAB, sample, label, seed=1)
+        assert len(made) >= 40 and sum(e.label for e in made) * 2 == len(made), label
+        for example in made:
+            assert VOCAB.decode(example.ids)[: len(igsm.prompt_tokens(sample[example.problem]))] \
+                == igsm.prompt_tokens(sample[example.problem])
+    for example in vprobe.examples(VOCAB, sample, "nece"):
+        tokens, problem = VOCAB.decode(example.ids), sample[example.problem]
+        assert (name_index(problem, tokens[-3], tokens[-1]) in problem.nece) == bool(example.label)
+    for example in vprobe.examples(VOCAB, sample, "dep"):
+        problem = sample[example.problem]
+        tokens = VOCAB.decode(example.ids)
+        a, b = name_index(problem, tokens[-7], tokens[-5]), name_index(problem, tokens[-3], tokens[-1])
+        assert problem.dep(a, b) == bool(example.label)
+    for example in vprobe.examples(VOCAB, sample, "can_next"):
+        tokens, problem = VOCAB.decode(example.ids), sample[example.problem]
+        written = tokens[len(igsm.prompt_tokens(problem)): tokens.index(igsm.PROBE)]
+        defined = set(igsm.check_solution(problem, written).defined)
+        assert problem.can_next(defined)[name_index(problem, tokens[-3], tokens[-1])] == bool(example.label)
+    for example in vprobe.examples(VOCAB, sample, "error"):
+        tokens, problem = VOCAB.decode(example.ids), sample[example.problem]
+        written = tokens[len(igsm.prompt_tokens(problem)): -6]
+        defined = set(igsm.check_solution(problem, written).defined)
+        mistake = not problem.can_next(defined)[name_index(problem, tokens[-5], tokens[-3])]
+        assert tokens[-6] == "define" and mistake == bool(example.label)
+
+
+def test_untrained_update_reads_the_states_the_engine_reads():
+    model = build_model("llama", len(VOCAB), n_layers=2, d_model=32, n_heads=4, max_len=256, seed=0)
+    made = vprobe.examples(VOCAB, problems(3), "nece")
+    probe = vprobe.VProbe(model)
+    ids, last, _ = vprobe._batch(made)
+    embeds = model.get_input_embeddings()(ids) + probe.left[ids] @ probe.right
+    states = model(inputs_embeds=embeds, output_hidden_states=True).hidden_states
+    reference = hidden_states_at(wrap(model, VOCAB), [e.ids for e in made], [[len(e.ids) - 1] for e in made],
+                                 progress=False)
+    for row, example in enumerate(made):
+        for layer in range(len(states) - 1):  # the last one is after the final norm in transformers
+            torch.testing.assert_close(states[layer][row, last[row]], reference[row][layer, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_probe_learns_a_label_the_query_token_gives_away():
+    """A sanity task every layer can solve: is the queried item's owner the first name of its hierarchy?"""
+    model = build_model("llama", len(VOCAB), n_layers=1, d_model=32, n_heads=4, max_len=256, seed=0)
+    owners = {level[0] for hierarchy in igsm.HIERARCHIES for level in hierarchy}
+    made = [vprobe.Example(VOCAB.encode([igsm.PROBE, name], bos=True), int(name in owners))
+            for hierarchy in igsm.HIERARCHIES for level in hierarchy for name in level]
+    hits = vprobe.fit_and_score(model, made, made, epochs=40, lr=5e-2, batch_size=len(made))
+    assert hits.shape == (2, len(made))
+    assert np.all(hits.mean(axis=1) == 1.0)

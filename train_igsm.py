@@ -1,0 +1,94 @@
+"""Train small LMs on iGSM grade-school math and grade their greedy solutions (Physics of LMs 2.1, 2.2).
+
+    python train_igsm.py                            # one model (preset "cpu", 300 steps)
+    python train_igsm.py --retry 0 0.1 0.5          # part 2.2: retry data, graded on clean problems
+    python train_igsm.py --depths 2 4 8             # depth vs width at the parameter count of --layers/--width
+    python train_igsm.py --preset paper --layers 12 --width 768 --heads 12 --steps 100000 \\
+        --batch 128 --lr 3e-4 --eval 500            # the paper's scale, for a GPU
+
+Each model goes to out/runs/<name>/ (rerun the command to resume), its curve to
+out/data/train_<name>.csv, its accuracy by number of operations, on train-template and held-out
+test-template problems, to out/data/igsm-accuracy_<name>.csv. V-probe it with
+probe_synthetic.py --probe vprobe --threads 1 --run out/runs/<name>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from layerprobe.cli import run
+from layerprobe.errors import LayerprobeError
+from layerprobe.results import read_results
+from layerprobe.synthetic import igsm, igsm_lm
+from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, train_igsm, width_for_budget
+from layerprobe.synthetic.script_args import add_compute_args, compute_device
+from layerprobe.synthetic.train import n_parameters
+
+QUICK = dict(layers=2, width=32, steps=20, batch=8)
+"""--quick: a smoke-test size (seconds) for scripts/run_all.sh."""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    defaults = IGSMRun()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default=defaults.arch, choices=["llama", "gpt2"])
+    for flag, kind, help_text in [("layers", int, "transformer blocks"), ("width", int, "hidden size"),
+                                  ("heads", int, "attention heads"), ("steps", int, "training steps"),
+                                  ("batch", int, "problems per step"), ("lr", float, "peak learning rate"),
+                                  ("seed", int, "seed of the weights, the problems and the batches")]:
+        parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
+    parser.add_argument("--preset", default=defaults.preset, choices=sorted(igsm.PRESETS),
+                        help="problem sizes (default %(default)s: 2-3 layers of 2-3 items, <=6 parameters, 1-3 operations)")
+    parser.add_argument("--retry", type=float, nargs="+", default=[0.0],
+                        help="retry probabilities p, one model each (part 2.2; e.g. 0 0.1 0.5)")
+    parser.add_argument("--depths", type=int, nargs="+", default=None,
+                        help="depth-vs-width sweep: one model per depth, width chosen for the parameter count of --layers/--width")
+    parser.add_argument("--eval", type=int, default=60, help="problems graded per split (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
+    add_compute_args(parser)
+    args = parser.parse_args(argv)
+    if any(not 0 <= p < 1 for p in args.retry):
+        raise LayerprobeError(f"--retry takes probabilities in [0, 1), got {args.retry}")
+    if args.depths and min(args.depths) < 1:
+        raise LayerprobeError(f"--depths takes positive layer counts, got {args.depths}")
+    if args.eval < 1:
+        raise LayerprobeError(f"--eval must be positive, got {args.eval}")
+    return args
+
+
+def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
+    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset")}
+    if args.quick:
+        values.update(QUICK)
+    base = IGSMRun(**values)
+    runs = [dataclasses.replace(base, retry=p) for p in args.retry]
+    if args.depths:
+        vocab_size = len(igsm_lm.make_vocab())
+        with torch.device("meta"):
+            budget = n_parameters(base.build(vocab_size))
+        runs += [dataclasses.replace(base, layers=depth, width=width_for_budget(base, depth, budget, vocab_size))
+                 for depth in args.depths]
+    return list(dict.fromkeys(runs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    device = compute_device(args)
+    n_eval = 6 if args.quick else args.eval
+    summary = []
+    for spec in planned_runs(args):
+        lm = train_igsm(spec, Path(args.out), Path(args.data), device=device)
+        path = grade_run(lm, spec, Path(args.data), n_eval)
+        frame = read_results(path)
+        summary.append(frame[frame["subtask"].str.endswith("/all")])
+    table = pd.concat(summary).pivot_table(index=["model", "language"], columns="metric", values="value")
+    print(table.round(3).to_string())
+
+
+if __name__ == "__main__":
+    run(main)
