@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerprobe.cli import DEFAULT_MODEL, add_model_args, add_run_args, models_from_args, run
+from layerprobe.cli import add_model_args, add_run_args, models_from_args, run
 from layerprobe.corpus import SOURCES, corpus_paragraphs, load_corpus, split_corpus
 from layerprobe.lens import Lens, LogitLens, TunedLensConfig, cached_tuned_lens, default_lens_folder
 from layerprobe.models import LoadedModel, load_model
@@ -49,7 +49,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--limit must be at least 1")
     if args.lens_steps < 1:
         parser.error("--lens-steps must be at least 1")
-    args.model = args.model or [DEFAULT_MODEL]  # cli.models_from_args turns a missing --model into [None]
     return args
 
 
