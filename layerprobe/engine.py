@@ -226,11 +226,10 @@ def _lens_logprobs(lm: LoadedModel, states: torch.Tensor, rows: torch.Tensor, ta
     out = torch.empty(n_layers_plus, len(targets), device=states.device)
     for layer in range(n_layers_plus):
         for start in range(0, n_rows, chunk):
-            logits = lm.adapter.to_logits(states[layer, start:start + chunk], lens)
+            # log_softmax is one fused kernel on CPU, faster than logsumexp and a subtraction.
+            logprobs = torch.log_softmax(lm.adapter.to_logits(states[layer, start:start + chunk], lens), dim=-1)
             in_chunk = (rows >= start) & (rows < start + chunk)
-            local = rows[in_chunk] - start
-            out[layer, in_chunk] = (logits[local, targets[in_chunk]]
-                                    - torch.logsumexp(logits, dim=-1)[local])
+            out[layer, in_chunk] = logprobs[rows[in_chunk] - start, targets[in_chunk]]
     return out
 
 
