@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import re
+from collections import defaultdict
 
 import pytest
 
@@ -100,3 +102,38 @@ def test_truthfulqa_csv_undecodable(tmp_path):
                      .encode("latin-1"))
     with pytest.raises(DataError, match=r"line 3: undecodable bytes"):
         load_truthfulqa_csv(path)
+
+
+def labelled_answers():
+    """(answer, is_true) for every built-in answer."""
+    return ([(a, True) for q in MISCONCEPTIONS for a in [q.best, *q.true]]
+            + [(a, False) for q in MISCONCEPTIONS for a in q.false])
+
+
+def first_word(answer):
+    return re.sub(r"[^\w'-]", "", answer.split()[0]).casefold()
+
+
+def test_builtin_answers_opening_word_does_not_reveal_truth():
+    """A probe on layer-0 candidate states must not read truth off "Yes,"/"No," or any other opener."""
+    by_opener = defaultdict(list)
+    for answer, is_true in labelled_answers():
+        by_opener[first_word(answer)].append(is_true)
+    for q in MISCONCEPTIONS:  # a yes/no question answers "Yes,"/"No," once truly and once falsely
+        yes_no = [a in [q.best, *q.true] for a in [q.best, *q.true, *q.false] if first_word(a) in ("yes", "no")]
+        assert sorted(yes_no) in ([], [False, True]), q.question
+    common = {word: labels for word, labels in by_opener.items() if len(labels) >= 5}
+    assert {"yes", "no", "the"} <= set(common)
+    skewed = {word: round(sum(labels) / len(labels), 2) for word, labels in common.items()
+              if not 0.35 <= sum(labels) / len(labels) <= 0.65}
+    assert not skewed
+    rare = [is_true for labels in by_opener.values() if len(labels) < 5 for is_true in labels]
+    assert 0.35 <= sum(rare) / len(rare) <= 0.65
+
+
+def test_builtin_answers_length_does_not_reveal_truth():
+    answers = labelled_answers()
+    assert 0.45 <= sum(is_true for _, is_true in answers) / len(answers) <= 0.55
+    words = {label: [len(a.split()) for a, is_true in answers if is_true == label] for label in (True, False)}
+    true_mean, false_mean = (sum(words[label]) / len(words[label]) for label in (True, False))
+    assert abs(true_mean - false_mean) / ((true_mean + false_mean) / 2) < 0.10
