@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 from tiny import tiny_lm
 
 import probe_factual
@@ -24,15 +24,6 @@ from layerprobe.tasks.factual import RELATIONS, factual_items
 from layerprobe.tasks.truthfulness import truthfulness_items
 
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models and small batches run several times faster on one thread when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
