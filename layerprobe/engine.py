@@ -29,9 +29,9 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.models import LoadedModel, cache_dir
 from layerprobe.tasks.base import MCItem
 
-DEFAULT_BATCH_TOKENS = 4096
+DEFAULT_BATCH_TOKENS = 2048
 """Tokens per forward (padded batch size x length) when no --batch-size is given; halved on OOM."""
-LOGIT_CHUNK_BYTES = 128 * 2**20
+LOGIT_CHUNK_BYTES = 64 * 2**20
 """Upper bound on one chunk of fp32 lens logits; bounds the head's peak memory."""
 CACHE_CHUNK_ITEMS = 64
 """Items per chunk of the disk cache: a resumed run recomputes at most one chunk."""
