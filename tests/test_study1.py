@@ -133,7 +133,7 @@ def test_bad_data_file_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {bad}, line 1, field 'Incorrect Answers': missing column 'Incorrect Answers' "
-        "(header has 'Type', 'Category', 'Question', 'Best Answer', 'Correct Answers', 'Source')"]
+        "(the file has 'Type', 'Category', 'Question', 'Best Answer', 'Correct Answers', 'Source')"]
     assert not out.exists()
 
 
