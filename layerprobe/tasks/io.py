@@ -210,18 +210,24 @@ def _dataset_rows(source: str, dataset: Any) -> Rows:
 
 
 def parquet_rows(path: Path) -> Rows:
-    """A Parquet file through `datasets` (its Arrow copy is cached under $LAYERPROBE_CACHE/datasets)."""
-    from datasets import load_dataset
+    """A Parquet file through `datasets` (its Arrow copy is cached under $LAYERPROBE_CACHE/datasets;
+    no progress bars: the skipped-rows warning stays the one line a load prints)."""
+    import datasets
 
     from layerprobe.models import cache_dir
 
     if not path.is_file():
         raise DataError(path, "no such file")
+    shown = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
     try:
-        dataset = load_dataset("parquet", data_files=str(path.resolve()), split="train",
-                               cache_dir=str(cache_dir() / "datasets"))
+        dataset = datasets.load_dataset("parquet", data_files=str(path.resolve()), split="train",
+                                        cache_dir=str(cache_dir() / "datasets"))
     except Exception as error:  # pyarrow and datasets raise many types for a broken file
         raise DataError(path, f"not a readable Parquet file ({_first_line(error)})") from None
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
     return _dataset_rows(str(path), dataset)
 
 
