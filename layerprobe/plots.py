@@ -26,7 +26,8 @@ from matplotlib.ticker import EngFormatter, MaxNLocator, PercentFormatter
 from layerprobe.errors import DataError
 from layerprobe.results import COLUMNS, read_results
 
-STUDY1_TASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa", "logical"]
+STUDY1_TASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa", "logical", "mmlu",
+                "mmlu-letters"]
 XMPS_TASKS = ["xmps-cal", "xmps-rea"]
 LANGUAGES = ["en", "es", "fr", "de", "zh", "ja", "th"]
 OPERATIONS = ["add", "sub", "mul", "div", "mix-2", "mix-3"]

@@ -19,7 +19,9 @@ candidates are the true answers then the errors; the cross-lingual files have th
 and GSM8K JSONL (`{question, answer}`, final answer after "#### "): calculator annotations
 <<...>> are dropped, "#### X" becomes "The answer is X.", and wrong solutions are made by
 changing the result of one equation (cal) or its operation, with that equation recomputed (rea;
-later lines are left as written, so they may no longer follow).
+later lines are left as written, so they may no longer follow). Both also read the same columns from
+Parquet or the hub (`hf:openai/gsm8k:main:test`); a row without a numeric final answer, or from which
+no wrong solution can be derived, is skipped with one warning (`layerprobe.tasks.io`).
 """
 
 from __future__ import annotations
