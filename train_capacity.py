@@ -18,6 +18,7 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.results import ResultsFile
 from layerprobe.synthetic.capacity import CapacityConfig, CapacityRun, known_bits, train_and_measure
 from layerprobe.synthetic.script_args import add_compute_args, compute_device
+from layerprobe.synthetic.train import is_main_process
 
 QUICK = dict(people=40, sizes=[(1, 16)], exposures=[2])
 
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         for exposures in args.exposures:
             spec = CapacityRun(layers, width, exposures, args.people, tuple(args.values), args.heads, args.batch, args.lr, args.seed)
             train_and_measure(spec, Path(args.out), results, Path(args.data), device=device)
+    if not is_main_process():
+        return
     frame = results.frame
     print(f"known bits: {known_bits(args.people, args.values):,.0f}")
     print(frame[["model", "method", "n_params", "exposures", "learned_bits", "value"]].round(3).to_string(index=False))

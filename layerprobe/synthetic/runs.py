@@ -22,7 +22,7 @@ from layerprobe.results import atomic_write_text
 from layerprobe.synthetic import bios
 from layerprobe.synthetic.cfg import Grammar, get_grammar
 from layerprobe.synthetic.data import Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, pad, qa_docs, step_rng
-from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
+from layerprobe.synthetic.train import build_model, is_main_process, load_trained, n_parameters, train, wrap
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -118,11 +118,12 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
     saved = out_dir / "run.json"
     if saved.exists() and RunConfig.load(saved) != config:
         raise LayerprobeError(f"{out_dir} holds a run with another configuration: use another --out or delete it")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config.save(saved)
-    vocab.save(out_dir / "vocab.json")
     name = out_dir.name
-    print(f"{name}: {n_parameters(model):,} parameters, {config.steps} steps of {config.batch} sequences")
+    if is_main_process():  # under a launcher the other processes only help train
+        out_dir.mkdir(parents=True, exist_ok=True)
+        config.save(saved)
+        vocab.save(out_dir / "vocab.json")
+        print(f"{name}: {n_parameters(model):,} parameters, {config.steps} steps of {config.batch} sequences")
     if config.world == "cfg":
         batch_fn = cfg_batches(config.grammar_(), vocab, config.batch, config.seed)
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,

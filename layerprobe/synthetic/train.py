@@ -29,6 +29,16 @@ from the last one, and a finished run returns at once. The final weights also go
 `out_dir/model/` (save_pretrained). The curve CSV has columns run, step, tokens, loss, lr.
 AdamW (betas 0.9/0.95, weight decay on matrices only), linear warmup, cosine decay to lr/10,
 gradient clipping at 1; bf16 autocast on CUDA, fp32 on CPU.
+
+Several processes (`torchrun --nproc_per_node N` or `accelerate launch --num_processes N`):
+accelerate's `Accelerator` wraps the model for data-parallel gradients, and each process computes
+its contiguous share of the rows of `batch_fn(step)`. Its loss is its share of the *global* batch's
+mean (its summed loss over the global target count), so the averaged gradients are those of the
+whole batch and a run with N processes follows the 1-process run up to the order of the floating
+point sums. Only the main process writes checkpoints, curves and `model/`; the others wait for it
+(the run folder must be on a file system every process sees). Under a launcher each process trains
+on accelerate's device for it (its own GPU, or the CPU on a machine without one). One process needs
+no launcher and runs the same arithmetic as a plain loop.
 """
 
 from __future__ import annotations
@@ -105,18 +115,57 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
-def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Mean next-token cross-entropy over the targets the mask selects (default: non-pad tokens)."""
+def _target_mask(batch: Batch) -> torch.Tensor:
+    """[B, T-1] True where the next token is a training target (the mask's, or every non-pad token)."""
     ids, mask = batch if isinstance(batch, tuple) else (batch, batch != Vocab.pad_id)
+    return mask[:, 1:].bool()
+
+
+def lm_loss(model: nn.Module, batch: Batch, n_targets: int | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy over the targets the mask selects (default: non-pad tokens).
+
+    With `n_targets`, the summed loss divided by it instead: this batch's share of the mean over a
+    larger batch that holds `n_targets` targets (a process's share of a data-parallel step)."""
+    ids = batch[0] if isinstance(batch, tuple) else batch
     logits = model(input_ids=ids).logits[:, :-1].float()
-    targets = ids[:, 1:].masked_fill(~mask[:, 1:].bool(), -100)
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    targets = ids[:, 1:].masked_fill(~_target_mask(batch), -100)
+    losses = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                                         reduction="mean" if n_targets is None else "sum")
+    return losses if n_targets is None else losses / n_targets
 
 
 def _to_device(batch: Batch, device: torch.device) -> Batch:
     if isinstance(batch, tuple):
         return tuple(part.to(device) for part in batch)
     return batch.to(device)
+
+
+def _share(batch: Batch, index: int, count: int) -> Batch:
+    """Process `index`'s contiguous rows of the step's batch (of `count` processes; earlier ones take one more)."""
+    rows = (batch[0] if isinstance(batch, tuple) else batch).shape[0]
+    if rows < count:
+        raise LayerprobeError(f"a batch of {rows} sequences cannot be shared by {count} processes: "
+                              "use a larger --batch or fewer processes")
+    if isinstance(batch, tuple):
+        return tuple(part.tensor_split(count)[index] for part in batch)
+    return batch.tensor_split(count)[index]
+
+
+def _processes():
+    """accelerate's view of the processes a launcher started (one without a launcher). On a machine
+    without a GPU accelerate starts the (gloo) process group only when told `cpu=True`."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=_no_gpu())
+
+
+def _no_gpu() -> bool:
+    return not torch.cuda.is_available()
+
+
+def is_main_process() -> bool:
+    """True in the process that writes run folders and CSVs (always, without a launcher)."""
+    return _processes().is_main_process
 
 
 def _rng_state() -> dict:
@@ -168,7 +217,16 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
           curve_csv: str | Path | None = None, desc: str = "train", run: str | None = None,
           weight_decay: float = 0.1, log_every: int | None = None, checkpoint_every: int | None = None,
           progress: bool = True) -> TrainResult:
-    """Train `model` in place for `steps` steps of `batch_fn(step)`; resumable through `out_dir`."""
+    """Train `model` in place for `steps` steps of `batch_fn(step)`; resumable through `out_dir`.
+
+    Under a launcher every process calls this with the same arguments (see the module notes)."""
+    from accelerate import Accelerator
+
+    # mixed precision stays the loop's own (bf16 autocast on CUDA), whatever a launcher's config says
+    accelerator = Accelerator(cpu=_no_gpu(), mixed_precision="no")
+    n_processes, rank = accelerator.num_processes, accelerator.process_index
+    if n_processes > 1:  # each process on its own device; alone, the model stays where the caller put it
+        model.to(accelerator.device)
     device = next(model.parameters()).device
     warmup = max(1, steps // 20) if warmup is None else warmup
     log_every = log_every or max(1, steps // 100)
@@ -179,7 +237,8 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
     checkpoint = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     start, tokens, rows = 0, 0, []
     if checkpoint is not None:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        if accelerator.is_main_process:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
         if resume and checkpoint.exists():
             state = torch.load(checkpoint, map_location=device, weights_only=False)
             if state["steps"] != steps:
@@ -189,34 +248,40 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
             optimizer.load_state_dict(state["optimizer"])
             _set_rng_state(state["rng"])
             start, tokens, rows = state["step"], state["tokens"], state["curve"]
+    # `model` and `optimizer` stay the plain objects (what is saved); the prepared ones train
+    parallel_model, parallel_optimizer = accelerator.prepare(model, optimizer, device_placement=[False, False])
 
     def save(step: int) -> None:
-        if checkpoint is not None:
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(),
-                                "step": step, "steps": steps, "tokens": tokens, "curve": rows}, checkpoint)
-        if curve_csv is not None:
-            atomic_write_csv(curve_csv, pd.DataFrame(rows, columns=CURVE_COLUMNS))
+        if accelerator.is_main_process:
+            if checkpoint is not None:
+                _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+                                    "step": step, "steps": steps, "tokens": tokens, "curve": rows}, checkpoint)
+            if curve_csv is not None:
+                atomic_write_csv(curve_csv, pd.DataFrame(rows, columns=CURVE_COLUMNS))
+        accelerator.wait_for_everyone()
 
     began = time.perf_counter()
     model.train()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     interval_loss, interval_steps, interval_tokens, interval_start = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True,
+               disable=not progress or not accelerator.is_main_process)
     for step in bar:
         batch = _to_device(batch_fn(step), device)
         rate = lr_at(step, steps, lr, warmup)
         for group in optimizer.param_groups:
             group["lr"] = rate
-        with autocast:
-            loss = lm_loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        with autocast:  # this process's share of the global batch's mean loss (all of it when alone)
+            loss = lm_loss(parallel_model, _share(batch, rank, n_processes), n_targets=int(_target_mask(batch).sum()))
+        parallel_optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss * n_processes)  # the gradients are averaged over the processes
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        parallel_optimizer.step()
         n_tokens = (batch[0] if isinstance(batch, tuple) else batch).numel()
         tokens += n_tokens
         interval_loss, interval_steps, interval_tokens = interval_loss + loss.item(), interval_steps + 1, interval_tokens + n_tokens
         if (step + 1) % log_every == 0 or step + 1 == steps:
+            interval_loss = _sum_over_processes(accelerator, interval_loss)
             rows.append({"run": run, "step": step + 1, "tokens": tokens, "loss": interval_loss / interval_steps, "lr": rate})
             speed = interval_tokens / max(1e-9, time.perf_counter() - interval_start)
             bar.set_postfix(loss=f"{interval_loss / interval_steps:.3f}", tok_s=f"{speed:,.0f}")
@@ -225,12 +290,22 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
             save(step + 1)
     bar.close()
     model.eval()
-    if out_dir is not None and (start < steps or not (Path(out_dir) / "model").exists()):
+    if out_dir is not None and accelerator.is_main_process and (start < steps or not (Path(out_dir) / "model").exists()):
         _save_pretrained_atomic(model, Path(out_dir) / "model")
+    accelerator.wait_for_everyone()
+    del parallel_model, parallel_optimizer
+    accelerator.free_memory()  # drops the data-parallel wrapper, so a later train() of this model wraps it afresh
     curve = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     final = float(curve["loss"].iloc[-1]) if len(curve) else float("nan")
     seconds = time.perf_counter() - began if start < steps else 0.0
     return TrainResult(steps=steps, tokens=tokens, final_loss=final, curve=curve, seconds=seconds)
+
+
+def _sum_over_processes(accelerator, value: float) -> float:
+    """`value` summed over the processes (itself when alone), in float64 so one process's number is unchanged."""
+    if accelerator.num_processes == 1:
+        return value
+    return accelerator.reduce(torch.tensor(value, dtype=torch.float64, device=accelerator.device), "sum").item()
 
 
 def wrap(model: nn.Module, vocab: Vocab, name: str = "synthetic") -> LoadedModel:
