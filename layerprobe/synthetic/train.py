@@ -267,12 +267,13 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True,
                disable=not progress or not accelerator.is_main_process)
     for step in bar:
-        batch = _to_device(batch_fn(step), device)
+        batch = batch_fn(step)  # the global batch: every process builds it, then trains on its share
+        n_targets = int(_target_mask(batch).sum())
         rate = lr_at(step, steps, lr, warmup)
         for group in optimizer.param_groups:
             group["lr"] = rate
         with autocast:  # this process's share of the global batch's mean loss (all of it when alone)
-            loss = lm_loss(parallel_model, _share(batch, rank, n_processes), n_targets=int(_target_mask(batch).sum()))
+            loss = lm_loss(parallel_model, _to_device(_share(batch, rank, n_processes), device), n_targets)
         parallel_optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss * n_processes)  # the gradients are averaged over the processes
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
