@@ -131,9 +131,14 @@ class Adapter:
     def head_device(self) -> torch.device:
         return self.unembed.weight.device
 
-    def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
-        """Unembed residual states in fp32: `norm` applies the final norm first (the logit lens), `raw` does not."""
-        final_norm, project_out, unembed = self._head()
+    @property
+    def fp32_unembed(self) -> nn.Module:
+        """The unembedding in fp32 (a copy when the model runs in half precision)."""
+        return self._head()[2]
+
+    def head_input(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
+        """The fp32 state the unembedding reads: `norm` applies the final norm first (the logit lens), `raw` does not."""
+        final_norm, project_out, _ = self._head()
         hidden = hidden.to(device=self.head_device, dtype=torch.float32)
         if lens == "norm":
             hidden = final_norm(hidden)
@@ -141,10 +146,17 @@ class Adapter:
             raise ValueError(f"unknown lens '{lens}' (norm or raw)")
         if project_out is not None:
             hidden = project_out(hidden)
-        logits = unembed(hidden)
+        return hidden
+
+    def softcap_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's final logit soft-capping (Gemma 2/3), or the logits unchanged."""
         if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
+            return torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+    def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
+        """Unembed residual states in fp32 (see `head_input` for the lens)."""
+        return self.softcap_logits(self.fp32_unembed(self.head_input(hidden, lens)))
 
 
 # --------------------------------------------------------------------------- loading
