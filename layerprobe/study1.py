@@ -75,7 +75,10 @@ class RunOptions:
 
     @property
     def lens_method(self) -> str:
-        return f"lens-{self.lens}" + ("-lennorm" if self.length_norm else "")
+        """e.g. lens-norm, lens-raw-lennorm, lens-norm-mixed: another head precision is another method, so
+        its rows never pass for (or resume) the exact fp32 ones."""
+        head = "" if self.head_dtype == "float32" else f"-{self.head_dtype}"
+        return f"lens-{self.lens}" + ("-lennorm" if self.length_norm else "") + head
 
 
 def output_path(out: str | Path, family: str, model: str) -> Path:

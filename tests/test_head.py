@@ -1,6 +1,7 @@
 """The lens head's precisions against the fp32 head: the mixed head's error, its bound, and decisions."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
@@ -133,6 +134,7 @@ def test_head_dtype_flag_reaches_the_engine(monkeypatch, tmp_path):
     seen = []
     real = study1.score_items
     monkeypatch.setattr(study1, "score_items", lambda *a, **k: seen.append(k["head_dtype"]) or real(*a, **k))
-    probe_logical.main(["--limit", "2", "--method", "lens", "--head-dtype", "mixed", "--out", str(tmp_path)])
-    probe_logical.main(["--limit", "2", "--method", "lens", "--out", str(tmp_path / "default")])
+    [mixed] = probe_logical.main(["--limit", "2", "--method", "lens", "--head-dtype", "mixed", "--out", str(tmp_path)])
+    [exact] = probe_logical.main(["--limit", "2", "--method", "lens", "--out", str(tmp_path / "default")])
     assert seen and set(seen[: len(seen) // 2]) == {"mixed"} and set(seen[len(seen) // 2:]) == {"float32"}
+    assert set(pd.read_csv(mixed)["method"]) == {"lens-norm-mixed"} and set(pd.read_csv(exact)["method"]) == {"lens-norm"}
