@@ -30,7 +30,7 @@ def add_head_args(parser: argparse.ArgumentParser) -> None:
     """--head-dtype: the precision of the lens head that scores candidates (`layerprobe.head`)."""
     parser.add_argument("--head-dtype", default="float32", choices=HEAD_DTYPES,
                         help="lens head precision: float32 (default, exact), mixed (bf16 logits find the top "
-                             "tokens, which and the targets are recomputed in fp32; ~0.01 nats, faster on CPU) "
+                             "tokens, which and the targets are recomputed in fp32; ~0.02 nats, faster with fast bf16) "
                              "or bfloat16 (fastest; over a nat off, flips decisions)")
 
 
