@@ -12,6 +12,8 @@ For every model and every task (a list of `MCItem`s) it writes schema rows to
   "control" is the same with the true candidate of every item replaced by a random one
   (Hewitt & Liang's control task: what the probe can fit without the property).
 
+Every row also carries `data` (the --data file or hub id, or "built-in") and `skipped_rows` (rows
+of that file that could not make an item; `n_items` counts only the scored items).
 Rows are grouped by the items' meta (subtask, language); when a task has several subtasks, a
 subtask "all" pools them per language. A unit (model, task, subtask, language, method) already in
 the file is skipped, and a model whose units are all done is not even loaded, so an interrupted
@@ -36,6 +38,7 @@ from layerprobe.models import load_model
 from layerprobe.probes import fit_probes, fold_ids
 from layerprobe.results import ResultsFile, layer_rows
 from layerprobe.tasks.base import MCItem
+from layerprobe.tasks.io import LoadedItems
 
 PROBE_FOLDS = 5
 
@@ -148,13 +151,22 @@ def task_rows(model: str, task: str, items: Sequence[MCItem], scores: MCScores, 
     else:
         values = item_metrics(items, scores.logprob, scores.n_tokens, truthfulqa=(task == "truthfulqa"),
                               length_norm=options.length_norm)
+    record = data_record(items)
     rows: list[dict[str, object]] = []
     for subtask, language, index in groups(items):
         for metric, per_item in values.items():
             interval = "bootstrap" if metric == "mc2" or metric == "mc3" else "wilson"
             rows += layer_rows(per_item[:, index], metric=metric, model=model, task=task, method=method,
-                               subtask=subtask, language=language, interval=interval, seed=options.seed)
+                               subtask=subtask, language=language, interval=interval, seed=options.seed, **record)
     return rows
+
+
+def data_record(items: Sequence[MCItem]) -> dict[str, object]:
+    """The extra columns that say where a task's items came from: `data` (a file, a hub id or
+    "built-in") and `skipped_rows` (rows of that file that could not make an item)."""
+    if isinstance(items, LoadedItems):
+        return {"data": items.source, "skipped_rows": items.skipped_rows}
+    return {"data": "built-in", "skipped_rows": 0}
 
 
 def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]], out: str | Path,
