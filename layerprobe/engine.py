@@ -5,8 +5,9 @@ with a block attention mask: every candidate sees the whole prompt and its own e
 another candidate, and its position ids continue at the prompt length P. So one forward costs
 P + sum(candidate tokens) instead of K x (P + candidate), and no key/value cache is copied. Block
 states are captured by hooks only at the rows that predict a candidate token (plus the feature rows),
-and the lens (final norm + unembedding + log-softmax) runs only on those rows, in fp32, in chunks:
-memory never grows with layers x positions x vocabulary.
+and the lens (final norm + unembedding + log-softmax) runs only on those rows, in chunks, in fp32 by
+default (`layerprobe.head` for the bf16 and mixed heads): memory never grows with layers x positions x
+vocabulary.
 
 Layer numbering: 0 = input of the first block (embeddings), l = output of block l, L = output of the
 last block before the final norm.
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from layerprobe.errors import LayerprobeError
+from layerprobe.head import LensHead
 from layerprobe.models import LoadedModel, cache_dir
 from layerprobe.tasks.base import MCItem
 
@@ -218,18 +220,17 @@ def _tokenize(lm: LoadedModel, items: Sequence[MCItem]) -> list[tuple[list[int],
     return encoded
 
 
-def _lens_logprobs(lm: LoadedModel, states: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor,
+def _lens_logprobs(head: LensHead, states: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor,
                    lens: str) -> torch.Tensor:
-    """log p(target | state) at every layer for (row, target) pairs: [L+1, n_pairs], in fp32 row chunks."""
+    """log p(target | state) at every layer for (row, target) pairs: [L+1, n_pairs], in row chunks."""
     n_layers_plus, n_rows, _ = states.shape
-    chunk = max(1, LOGIT_CHUNK_BYTES // (4 * lm.adapter.unembed.weight.shape[0]))
+    chunk = max(1, LOGIT_CHUNK_BYTES // (4 * head.vocab_size))
     out = torch.empty(n_layers_plus, len(targets), device=states.device)
     for layer in range(n_layers_plus):
         for start in range(0, n_rows, chunk):
-            # log_softmax is one fused kernel on CPU, faster than logsumexp and a subtraction.
-            logprobs = torch.log_softmax(lm.adapter.to_logits(states[layer, start:start + chunk], lens), dim=-1)
             in_chunk = (rows >= start) & (rows < start + chunk)
-            out[layer, in_chunk] = logprobs[rows[in_chunk] - start, targets[in_chunk]]
+            out[layer, in_chunk] = head.logprobs(states[layer, start:start + chunk], rows[in_chunk] - start,
+                                                 targets[in_chunk], lens)
     return out
 
 
@@ -241,8 +242,11 @@ def _fingerprint(lm: LoadedModel) -> str:
     return hashlib.sha256(config.encode() + sample).hexdigest()[:16]
 
 
-def _chunk_path(lm: LoadedModel, encoded: Sequence, lens: str, features: bool) -> Path:
-    digest = hashlib.sha256(json.dumps([_fingerprint(lm), lens, features, encoded]).encode()).hexdigest()[:24]
+def _chunk_path(lm: LoadedModel, encoded: Sequence, lens: str, features: bool, head_dtype: str) -> Path:
+    key = [_fingerprint(lm), lens, features, encoded]
+    if head_dtype != "float32":  # fp32 keys stay as they were, so existing caches remain valid
+        key.append(head_dtype)
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
     return cache_dir() / "scores" / f"{digest}.npz"
 
 
@@ -273,25 +277,28 @@ def _load_chunk(path: Path) -> MCScores:
 
 def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", batch_size: int | None = None,
                 features: bool = False, progress: bool = True, desc: str | None = None,
-                batch_tokens: int = DEFAULT_BATCH_TOKENS, use_cache: bool = True) -> MCScores:
+                batch_tokens: int = DEFAULT_BATCH_TOKENS, use_cache: bool = True,
+                head_dtype: str = "float32") -> MCScores:
     """Score every candidate of every item at every layer (and optionally return probe features).
 
+    `head_dtype` is the lens head's precision (`layerprobe.head`: float32, bfloat16 or mixed).
     Results are cached on disk in chunks of CACHE_CHUNK_ITEMS items, keyed by the weights, the token
-    ids, the lens and `features`: an interrupted run resumes, a repeated run reads the cache.
+    ids, the lens, the head dtype and `features`: an interrupted run resumes, a repeated run reads the cache.
     """
     if lens not in ("norm", "raw"):
         raise LayerprobeError(f"unknown lens '{lens}': use norm or raw")
+    head = LensHead(lm.adapter, head_dtype)
     encoded = _tokenize(lm, items)
     parts: list[MCScores] = []
     bar = tqdm(total=len(items), desc=desc or f"{lm.name} scoring", unit="item", disable=not progress)
     for start in range(0, len(encoded), CACHE_CHUNK_ITEMS):
         chunk = encoded[start:start + CACHE_CHUNK_ITEMS]
-        path = _chunk_path(lm, chunk, lens, features)
+        path = _chunk_path(lm, chunk, lens, features, head_dtype)
         if use_cache and path.exists():
             parts.append(_load_chunk(path))
             bar.update(len(chunk))
             continue
-        part = _score_chunk(lm, chunk, lens, batch_size, features, batch_tokens, bar)
+        part = _score_chunk(lm, head, chunk, lens, batch_size, features, batch_tokens, bar)
         if use_cache:
             _save_chunk(path, part)
         parts.append(part)
@@ -303,7 +310,7 @@ def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", ba
     )
 
 
-def _score_chunk(lm: LoadedModel, encoded: Sequence[tuple[list[int], list[list[int]]]], lens: str,
+def _score_chunk(lm: LoadedModel, head: LensHead, encoded: Sequence[tuple[list[int], list[list[int]]]], lens: str,
                  batch_size: int | None, features: bool, batch_tokens: int, bar: tqdm) -> MCScores:
     packed = [_pack(prompt, candidates, features) for prompt, candidates in encoded]
     n_layers_plus = lm.n_layers + 1
@@ -335,7 +342,7 @@ def _score_chunk(lm: LoadedModel, encoded: Sequence[tuple[list[int], list[list[i
             states = capture.run(lm, index, input_ids=input_ids, position_ids=position_ids, attention_mask=mask)
         device = states.device
         with torch.inference_mode():
-            pair_logprob = _lens_logprobs(lm, states, torch.tensor(pair_row, device=device),
+            pair_logprob = _lens_logprobs(head, states, torch.tensor(pair_row, device=device),
                                           torch.tensor(pair_target, device=device), lens).double().cpu().numpy()
         state = states.cpu().numpy() if features else None
         offset = 0

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from layerprobe.cli import DEFAULT_MODEL, add_model_args, add_run_args, models_from_args
+from layerprobe.cli import DEFAULT_MODEL, add_head_args, add_model_args, add_run_args, models_from_args
 from layerprobe.engine import MCScores, score_items
 from layerprobe.errors import LayerprobeError
 from layerprobe.metrics import item_metrics
@@ -46,6 +46,7 @@ PROBE_FOLDS = 5
 def add_study1_args(parser: argparse.ArgumentParser) -> None:
     """The flags every study-1 script shares (model, run, method, lens, data)."""
     add_model_args(parser)
+    add_head_args(parser)
     add_run_args(parser)
     parser.add_argument("--method", choices=["lens", "probe", "both"], default="both",
                         help="lens-MC scoring, linear probes on candidate states, or both (default both)")
@@ -67,15 +68,20 @@ class RunOptions:
     device: str | None = None
     dtype: str | None = None
     batch_size: int | None = None
+    head_dtype: str = "float32"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "RunOptions":
         methods = ("lens", "probe") if args.method == "both" else (args.method,)
-        return cls(methods, args.lens, args.length_norm, args.seed, args.device, args.dtype, args.batch_size)
+        return cls(methods, args.lens, args.length_norm, args.seed, args.device, args.dtype, args.batch_size,
+                   args.head_dtype)
 
     @property
     def lens_method(self) -> str:
-        return f"lens-{self.lens}" + ("-lennorm" if self.length_norm else "")
+        """e.g. lens-norm, lens-raw-lennorm, lens-norm-mixed: another head precision is another method, so
+        its rows never pass for (or resume) the exact fp32 ones."""
+        head = "" if self.head_dtype == "float32" else f"-{self.head_dtype}"
+        return f"lens-{self.lens}" + ("-lennorm" if self.length_norm else "") + head
 
 
 def output_path(out: str | Path, family: str, model: str) -> Path:
@@ -187,7 +193,7 @@ def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]
             if not methods:
                 continue
             scores = score_items(lm, tasks[task], lens=options.lens, batch_size=options.batch_size,
-                                 features="probe" in methods, desc=f"{model} {task}")
+                                 features="probe" in methods, desc=f"{model} {task}", head_dtype=options.head_dtype)
             for method in methods:
                 results.add(task_rows(model, task, tasks[task], scores, method, options))
         print(f"wrote {path}")
