@@ -131,7 +131,10 @@ class Adapter:
 
     @property
     def head_device(self) -> torch.device:
-        return self.unembed.weight.device
+        """Where the head runs: its weights' device or, when accelerate offloads it (weights on "meta"
+        until its forward loads them), the device accelerate runs it on."""
+        execution = getattr(getattr(self.unembed, "_hf_hook", None), "execution_device", None)
+        return torch.device(execution) if execution is not None else self.unembed.weight.device
 
     def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
         """Unembed residual states in fp32: `norm` applies the final norm first (the logit lens), `raw` does not."""
