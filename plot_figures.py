@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from layerprobe.cli import run
 from layerprobe.errors import LayerprobeError
-from layerprobe.plots import Canvas, Drawn, Skipped, draw_all, load_data
+from layerprobe.plots import draw_all
+from layerprobe.plots.common import Canvas, Drawn, Skipped, load_data
 from layerprobe.report import write_report
 
 FORMATS = ("png", "svg", "pdf")

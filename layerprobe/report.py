@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import layerprobe
-from layerprobe.plots import SECTIONS, Data, Drawn, Outcome, Skipped
+from layerprobe.plots import SECTIONS
+from layerprobe.plots.common import Data, Drawn, Outcome, Skipped
 from layerprobe.results import atomic_write_text
 
 VERSIONED_PACKAGES = ["numpy", "pandas", "matplotlib", "torch", "transformers"]

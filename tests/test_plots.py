@@ -14,7 +14,9 @@ import pytest
 
 import plot_figures
 from layerprobe.cli import run
-from layerprobe.plots import MODEL_PALETTE, Canvas, load_data, overall, synthetic_training
+from layerprobe.plots import colour_order
+from layerprobe.plots.common import MODEL_PALETTE, Canvas, load_data, overall
+from layerprobe.plots.physics import synthetic_training
 from layerprobe.results import atomic_write_csv, layer_rows
 from plot_data import training_frame, write_all
 
@@ -168,7 +170,6 @@ def test_vector_formats_and_training_reading(tmp_path: Path) -> None:
 
 
 def test_model_colours_are_stable_and_pretrained_models_come_first(tmp_path: Path) -> None:
-    from layerprobe.plots import colour_order
     write_all(tmp_path, DEPTHS)
     order = colour_order(load_data(tmp_path).results)
     assert order[:2] == [SECOND, FULL]  # shallow to deep, before the synthetic models

@@ -10,10 +10,14 @@ from tiny import tiny_lm
 from layerprobe.lens import LogitLens
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import Fact
-from layerprobe.trace import (
-    CutItems, OptionItem, OptionTrace, Readout, bucket_of, earliest_layer, entailment_items, fact_cuts, first_layer,
-    flip_rows, frequency_rows, lettered, option_rows, pos_cuts, read_positions, rank_rows, sentiment_items,
-    settle_layer, token_frequency_ranks, token_ranks, trace_cuts, trace_facts, trace_options, word_cut_positions,
+from layerprobe.trace.facts import fact_cuts, trace_facts
+from layerprobe.trace.frequency import bucket_of, flip_rows, frequency_rows, token_frequency_ranks
+from layerprobe.trace.options import (
+    OptionItem, OptionTrace, entailment_items, lettered, option_rows, sentiment_items, trace_options,
+)
+from layerprobe.trace.pos import pos_cuts, trace_cuts, word_cut_positions
+from layerprobe.trace.readout import (
+    CutItems, Readout, earliest_layer, first_layer, rank_rows, read_positions, settle_layer, token_ranks,
 )
 from layerprobe.errors import LayerprobeError
 
