@@ -7,8 +7,9 @@ Subtasks (--subtask, default all):
   mps-rea      word problems, correct solution vs solutions with one reasoning error
   xmps-cal     mps-cal in en, es, fr, de, zh, ja (same problems); --limit counts problems
   xmps-rea     mps-rea in the same six languages
---data reads a file for one mps/xmps subtask: GSM8K JSONL ({question, answer}) or study-1 MPS
-JSONL ({question, truth_answer, error}); for xmps give its --language.
+--data reads a file for one mps/xmps subtask: GSM8K ({question, answer}: JSONL, Parquet or
+hf:openai/gsm8k:main:test) or study-1 MPS JSONL ({question, truth_answer, error}); for xmps give its
+--language.
 Defaults without --limit: calculation 1 item per cell, mps 4 problems each, xmps 2 problems per
 language: minutes on 2 CPU cores; raise --limit on a GPU.
 Output: <out>/math_<model>.csv (task = subtask name).
@@ -25,8 +26,8 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.study1 import study1_main
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.calculation import calculation_items
-from layerprobe.tasks.io import read_jsonl
 from layerprobe.tasks.mps import load_gsm8k_jsonl, load_mps_jsonl, mps_items
+from layerprobe.tasks.schemas import read_data
 from layerprobe.tasks.xmps import xmps_items
 
 SUBTASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea"]
@@ -42,12 +43,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def _from_file(args: argparse.Namespace, limit: int) -> dict[str, list[MCItem]]:
     if args.subtask not in SUBTASKS[1:]:
         raise LayerprobeError("--data needs --subtask mps-cal, mps-rea, xmps-cal or xmps-rea")
-    first = read_jsonl(args.data)[0][1]
+    rows, schema = read_data(args.data, "probe_math.py")
     kind = args.subtask.split("-")[1]
-    if "truth_answer" in first:
+    if schema is not None and schema.name == "study-1 MPS JSONL":
         language = args.language if args.subtask.startswith("xmps") else "en"
-        return {args.subtask: load_mps_jsonl(args.data, limit, args.seed, language=language)}
-    return {args.subtask: load_gsm8k_jsonl(args.data, limit, args.seed, kind=kind)}
+        return {args.subtask: load_mps_jsonl(rows, limit, args.seed, language=language)}
+    return {args.subtask: load_gsm8k_jsonl(rows, limit, args.seed, kind=kind)}
 
 
 def build_tasks(args: argparse.Namespace, limit: int | None) -> dict[str, list[MCItem]]:

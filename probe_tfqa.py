@@ -1,7 +1,9 @@
 """Study 1, truthfulness: per-layer MC1, MC2 and MC3 as TruthfulQA defines them.
 
 Built-in: 64 questions about common misconceptions written by the project
-(layerprobe/tasks/truthfulness.py). --data reads TruthfulQA.csv or mc_task.json (by extension).
+(layerprobe/tasks/truthfulness.py). --data reads TruthfulQA.csv, mc_task.json or the Hugging Face truthful_qa schemas
+(multiple_choice, generation; Parquet, JSON lines or hf:truthful_qa:multiple_choice:validation), told by
+their columns.
 Output: <out>/truthfulqa_<model>.csv (task "truthfulqa", metrics mc1, mc2, mc3; the probe
 reports accuracy at picking a true answer, and its control).
 """
@@ -15,15 +17,16 @@ from pathlib import Path
 from layerprobe.cli import run
 from layerprobe.study1 import study1_main
 from layerprobe.tasks.base import MCItem
-from layerprobe.tasks.truthfulness import load_mc_task_json, load_truthfulqa_csv, truthfulness_items
+from layerprobe.tasks.schemas import read_data
+from layerprobe.tasks.truthfulness import load_truthfulqa, truthfulness_items
 
 DEFAULT_QUESTIONS = 64
 
 
 def build_tasks(args: argparse.Namespace, limit: int) -> dict[str, list[MCItem]]:
     if args.data:
-        loader = load_mc_task_json if str(args.data).lower().endswith(".json") else load_truthfulqa_csv
-        return {"truthfulqa": loader(args.data, limit, args.seed)}
+        rows, _ = read_data(args.data, "probe_tfqa.py")
+        return {"truthfulqa": load_truthfulqa(rows, limit, args.seed)}
     return {"truthfulqa": truthfulness_items(limit, args.seed)}
 
 

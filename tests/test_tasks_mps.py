@@ -115,10 +115,10 @@ def test_gsm8k_loader(tmp_path):
 
 
 @pytest.mark.parametrize("content, line, field, message", [
-    ('{"question": "q", "error": ["e"]}\n', 1, "truth_answer", "missing field"),
-    ('{"question": "q", "truth_answer": ["t"], "error": ["e"]}\n{"question": "q", "truth_answer": [], "error": ["e"]}\n',
-     2, "truth_answer", "non-empty list"),
-    ('{"question": "q", "truth_answer": "t", "error": ["e"]}\n', 1, "truth_answer", "expected list"),
+    ('{"question": "q", "error": ["e"]}\n', 1, "truth_answer", "missing column"),
+    ('{"question": "q", "truth_answer": [], "error": ["e"]}\n{"question": "q", "truth_answer": ["t"], "error": []}\n',
+     1, "truth_answer", "non-empty list"),
+    ('{"question": "q", "truth_answer": "t", "error": ["e"]}\n', 1, "truth_answer", "expected a list"),
     ('{"question": "q", "truth_answer": ["t"]\n', 1, None, "invalid JSON"),
     ("\n\n", None, None, "empty file"),
 ])
@@ -131,11 +131,15 @@ def test_mps_jsonl_bad_files(tmp_path, content, line, field, message):
     assert message in str(caught.value) and str(path) in str(caught.value)
 
 
-def test_gsm8k_bad_files(tmp_path):
+def test_gsm8k_bad_files(tmp_path, capsys):
     path = tmp_path / "bad.jsonl"
-    write_jsonl(path, [{"question": "q", "answer": "1+1 = 2\n#### 2"}, {"question": "q", "answer": "no final"}])
-    with pytest.raises(DataError, match=r"line 2, field 'answer': answer has no '#### <final answer>'"):
+    good = {"question": "q", "answer": "1+1 = 2\n#### 2"}
+    write_jsonl(path, [good, {"question": "q", "answer": "no final"}, {"question": "q", "answer": "#### twelve"}])
+    with pytest.raises(DataError, match=r"line 2, field 'answer': answer has no '#### <final answer>' \(and 1 more"):
         load_gsm8k_jsonl(path)
+    write_jsonl(path, [good, good, {"question": "q", "answer": "#### twelve"}])
+    assert len(load_gsm8k_jsonl(path, seed=0, shots=1)) == 2
+    assert "skipped 1 of 3 rows (1 x final answer 'twelve' is not a number; lines 3)" in capsys.readouterr().err
     path.write_bytes(b'{"question": "caf\xe9", "answer": "#### 1"}\n')
     with pytest.raises(DataError, match=r"line 1: undecodable bytes"):
         load_gsm8k_jsonl(path)

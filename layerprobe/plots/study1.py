@@ -14,7 +14,8 @@ from layerprobe.plots.common import (
     missing, model_order, new_figure, ordered, overall, pct, plot_curve, safe_name, select, share_axis, table_layers,
 )
 
-STUDY1_TASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa", "logical"]
+STUDY1_TASKS = ["calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa", "logical", "mmlu",
+                "mmlu-letters"]
 XMPS_TASKS = ["xmps-cal", "xmps-rea"]
 LANGUAGES = ["en", "es", "fr", "de", "zh", "ja", "th"]
 OPERATIONS = ["add", "sub", "mul", "div", "mix-2", "mix-3"]

@@ -22,7 +22,9 @@ questions, so this task uses the statement form of the few-shot layout.
 LAMA-style TSV (`load_lama_tsv`): header `Prompt<TAB>Ans<TAB>Candidate Ans<TAB>Subject`; the prompt
 holds `<mask>` where the answer goes, candidates are `, `-separated. The text before `<mask>` is
 the cloze (what follows the mask cannot be scored left to right and is dropped); the answer is
-added to the candidates when the file's list lacks it.
+added to the candidates when the file's list lacks it. A row whose list holds only the answer (a
+few dozen of the study's ~3,000), or with no `<mask>`, is skipped with one warning
+(`layerprobe.tasks.io`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from layerprobe.errors import DataError
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.fewshot import interleave, shuffled_candidates, with_demonstrations
-from layerprobe.tasks.io import nonempty, read_table
+from layerprobe.tasks.io import LoadedItems, RowLog, RowProblem, Rows, read_rows, text
 
 N_CANDIDATES = 10
 N_SHOTS = 3
@@ -296,32 +298,32 @@ def factual_items(limit: int | None = None, seed: int = 0, n_candidates: int = N
 LAMA_COLUMNS = ["Prompt", "Ans", "Candidate Ans", "Subject"]
 
 
-def load_lama_tsv(path: str | Path, limit: int | None = None, seed: int = 0,
-                  shots: int = N_SHOTS) -> list[MCItem]:
+def _lama_row(row: dict[str, Any]) -> tuple[Fact, list[str]]:
+    """(the cloze fact, its candidates with the answer first); a row that cannot be scored raises `RowProblem`."""
+    prompt = text(row, "Prompt")
+    if "<mask>" not in prompt:
+        raise RowProblem("prompt has no <mask>", "Prompt")
+    cloze = prompt.split("<mask>", 1)[0].rstrip()
+    if not cloze:
+        raise RowProblem("nothing before <mask> to condition on", "Prompt")
+    answer = text(row, "Ans")
+    candidates = [c.strip() for c in (row.get("Candidate Ans") or "").split(", ") if c.strip()]
+    false = [c for c in dict.fromkeys(candidates) if c != answer]
+    if not false:
+        raise RowProblem("the candidate list holds only the answer", "Candidate Ans")
+    subject = (row.get("Subject") or "").strip() or cloze
+    return Fact("lama", subject, answer, cloze), false
+
+
+def load_lama_tsv(source: str | Path | Rows, limit: int | None = None, seed: int = 0,
+                  shots: int = N_SHOTS) -> LoadedItems:
     """Items from a LAMA-style TSV; demonstrations are drawn from the file's other rows."""
-    rows = read_table(path, LAMA_COLUMNS, delimiter="\t")
-    facts: list[Fact] = []
-    candidate_lists: list[list[str]] = []
-    for line, row in rows:
-        prompt = nonempty(row["Prompt"], path, line, "Prompt")
-        if "<mask>" not in prompt:
-            raise DataError(path, "prompt has no <mask>", line=line, field="Prompt")
-        cloze = prompt.split("<mask>", 1)[0].rstrip()
-        if not cloze:
-            raise DataError(path, "nothing before <mask> to condition on", line=line, field="Prompt")
-        answer = nonempty(row["Ans"], path, line, "Ans")
-        candidates = [c.strip() for c in row["Candidate Ans"].split(", ") if c.strip()]
-        if answer not in candidates:
-            candidates.insert(0, answer)
-        if len(candidates) < 2:
-            raise DataError(path, "needs at least one candidate besides the answer", line=line, field="Candidate Ans")
-        subject = row["Subject"].strip() or cloze
-        facts.append(Fact("lama", subject, answer, cloze))
-        candidate_lists.append(candidates)
-    answers = {fact: candidates for fact, candidates in zip(facts, candidate_lists)}
+    rows = read_rows(source)
+    rows.require(LAMA_COLUMNS[:3])
+    log = RowLog(rows)
+    records = [record for _, record in log.parse(_lama_row)]
     rng = random.Random(seed)
     items = []
-    for fact, demonstrations in with_demonstrations(facts, rng, shots, limit, lambda f, o: o.answer != f.answer):
-        false = [c for c in answers[fact] if c != fact.answer]
-        items.append(cloze_item(fact, demonstrations, false, rng))
-    return items
+    for (fact, false), demos in with_demonstrations(records, rng, shots, limit, lambda r, o: o[0].answer != r[0].answer):
+        items.append(cloze_item(fact, [demo for demo, _ in demos], false, rng))
+    return log.finish(items)

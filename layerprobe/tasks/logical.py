@@ -23,7 +23,9 @@ candidates are the four option sentences.
 
 ReClor JSON (`load_reclor_json`): `[{context, question, answers[4], label, id_string}]`; prompt
 "Q: <context> <question>\\nA:" with one demonstration from another record; candidates the four
-answers. Records without a label (the test split) cannot be scored and are an error.
+answers. A record without a label cannot be scored and is skipped; the unlabelled test split is
+refused whole (more than half of its rows unusable). JSON lines, Parquet and hub copies of the
+same schema (`context, question, answers, label`) are read too.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ import itertools
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from layerprobe.errors import DataError
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.fewshot import interleave, qa_prompt, shuffled_candidates, with_demonstrations
-from layerprobe.tasks.io import field, json_records, nonempty, read_json
+from layerprobe.tasks.io import LoadedItems, RowLog, RowProblem, Rows, integer, read_rows, string_list, text
 
 KINDS = ["conditional", "syllogism", "ordering"]
 QUESTION = "Which of the following must be true?"
@@ -260,24 +262,32 @@ def logical_items(per_kind: int, seed: int = 0, kinds: list[str] | None = None) 
 # --------------------------------------------------------------------------- ReClor
 
 
-def load_reclor_json(path: str | Path, limit: int | None = None, seed: int = 0, shots: int = 1) -> list[MCItem]:
-    """ReClor JSON read unchanged."""
-    records = []
-    for line, record in json_records(path, read_json(path)):
-        context = nonempty(field(record, "context", str, path, line), path, line, "context")
-        question = nonempty(field(record, "question", str, path, line), path, line, "question")
-        answers = field(record, "answers", list, path, line)
-        if len(answers) != N_OPTIONS or not all(isinstance(a, str) and a.strip() for a in answers):
-            raise DataError(path, f"expected {N_OPTIONS} non-empty answer strings", line=line, field="answers")
-        if "label" not in record:
-            raise DataError(path, "missing field (unlabelled test split cannot be scored)", line=line, field="label")
-        label = record["label"]
-        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < N_OPTIONS:
-            raise DataError(path, f"label {label!r} is not an index 0-{N_OPTIONS - 1}", line=line, field="label")
-        records.append((f"{context} {question}", [a.strip() for a in answers], label))
+RECLOR_COLUMNS = ["context", "question", "answers", "label"]
+
+
+def _reclor_row(record: dict[str, Any]) -> tuple[str, list[str], int]:
+    """(context and question, the 4 answers, the label); an unlabelled or malformed record raises `RowProblem`."""
+    context, question = text(record, "context"), text(record, "question")
+    answers = string_list(record, "answers")
+    if len(answers) != N_OPTIONS:
+        raise RowProblem(f"expected {N_OPTIONS} non-empty answer strings, got {len(answers)}", "answers")
+    if record.get("label") is None:
+        raise RowProblem("no label (an unlabelled test split cannot be scored)", "label")
+    label = integer(record, "label")
+    if not 0 <= label < N_OPTIONS:
+        raise RowProblem(f"label {label!r} is not an index 0-{N_OPTIONS - 1}", "label")
+    return f"{context} {question}", answers, label
+
+
+def load_reclor_json(source: str | Path | Rows, limit: int | None = None, seed: int = 0, shots: int = 1) -> LoadedItems:
+    """ReClor read unchanged (its JSON files, or the same schema in JSON lines, Parquet or on the hub)."""
+    rows = read_rows(source)
+    rows.require(RECLOR_COLUMNS[:3])
+    log = RowLog(rows)
+    records = [record for _, record in log.parse(_reclor_row)]
     items = []
     for (question, answers, label), demos in with_demonstrations(records, random.Random(seed), shots, limit):
         demonstrations = [(q, a[l]) for q, a, l in demos]
         items.append(MCItem(prompt=qa_prompt(demonstrations, question), candidates=[" " + a for a in answers],
                             correct=[label], meta={"subtask": "reclor", "language": "en"}))
-    return items
+    return log.finish(items)

@@ -19,7 +19,9 @@ candidates are the true answers then the errors; the cross-lingual files have th
 and GSM8K JSONL (`{question, answer}`, final answer after "#### "): calculator annotations
 <<...>> are dropped, "#### X" becomes "The answer is X.", and wrong solutions are made by
 changing the result of one equation (cal) or its operation, with that equation recomputed (rea;
-later lines are left as written, so they may no longer follow).
+later lines are left as written, so they may no longer follow). Both also read the same columns from
+Parquet or the hub (`hf:openai/gsm8k:main:test`); a row without a numeric final answer, or from which
+no wrong solution can be derived, is skipped with one warning (`layerprobe.tasks.io`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from layerprobe.errors import DataError
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.fewshot import qa_prompt, shuffled_candidates, with_demonstrations
-from layerprobe.tasks.io import field as get_field
-from layerprobe.tasks.io import nonempty, read_jsonl
+from layerprobe.tasks.io import LoadedItems, RowLog, RowProblem, Rows, read_rows, string_list, text
 
 N_WRONG = 3
 N_SHOTS = 2
@@ -252,42 +253,46 @@ def mps_items(count: int, seed: int = 0, kind: str = "cal") -> list[MCItem]:
 # --------------------------------------------------------------------------- loaders
 
 
-def load_mps_jsonl(path: str | Path, limit: int | None = None, seed: int = 0, shots: int = N_SHOTS,
-                   language: str = "en") -> list[MCItem]:
+MPS_COLUMNS = ["question", "truth_answer", "error"]
+GSM8K_COLUMNS = ["question", "answer"]
+
+
+def _mps_row(record: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    return text(record, "question"), string_list(record, "truth_answer"), string_list(record, "error")
+
+
+def load_mps_jsonl(source: str | Path | Rows, limit: int | None = None, seed: int = 0, shots: int = N_SHOTS,
+                   language: str = "en") -> LoadedItems:
     """Study-1 MPS JSONL: true answers and errors as candidates; demonstrations from other lines."""
-    records = []
-    for line, record in read_jsonl(path):
-        question = nonempty(get_field(record, "question", str, path, line), path, line, "question")
-        truths = _string_list(record, "truth_answer", path, line)
-        errors = _string_list(record, "error", path, line)
-        records.append((question, truths, errors))
+    rows = read_rows(source)
+    rows.require(MPS_COLUMNS)
+    log = RowLog(rows)
+    records = [record for _, record in log.parse(_mps_row)]
     items = []
     for (question, truths, errors), demos in with_demonstrations(records, random.Random(seed), shots, limit):
         demonstrations = [(q, t[0]) for q, t, _ in demos]
         items.append(MCItem(prompt=qa_prompt(demonstrations, question), candidates=[" " + t for t in truths + errors],
                             correct=list(range(len(truths))), meta={"subtask": "", "language": language}))
-    return items
-
-
-def _string_list(record: dict, name: str, path: str | Path, line: int) -> list[str]:
-    values = get_field(record, name, list, path, line)
-    if not values or not all(isinstance(v, str) and v.strip() for v in values):
-        raise DataError(path, "expected a non-empty list of non-empty strings", line=line, field=name)
-    return [v.strip() for v in values]
+    return log.finish(items)
 
 
 _ANNOTATION = re.compile(r"<<[^<>]*>>")
 _EQUATION = re.compile(r"(\d+(?:\.\d+)?)\s*([-+*/])\s*(\d+(?:\.\d+)?)\s*=\s*(\d+(?:\.\d+)?)")
 
 
-def gsm8k_solution(answer: str, path: str | Path, line: int) -> tuple[str, str]:
-    """(solution text without calculator annotations ending "The answer is X.", X)."""
+def gsm8k_solution(answer: str) -> tuple[str, str]:
+    """(solution text without calculator annotations ending "The answer is X.", X); `RowProblem` if
+    the answer has no numeric final answer after '####'."""
     if "####" not in answer:
-        raise DataError(path, "answer has no '#### <final answer>'", line=line, field="answer")
+        raise RowProblem("answer has no '#### <final answer>'", "answer")
     body, final = answer.rsplit("####", 1)
     final = final.strip().replace(",", "")
     if not final:
-        raise DataError(path, "empty final answer after '####'", line=line, field="answer")
+        raise RowProblem("empty final answer after '####'", "answer")
+    try:
+        Fraction(final)
+    except (ValueError, ZeroDivisionError):
+        raise RowProblem(f"final answer {final!r} is not a number", "answer") from None
     body = " ".join(_ANNOTATION.sub("", body).split())
     return f"{body} The answer is {final}.", final
 
@@ -329,22 +334,27 @@ def gsm8k_wrong_solutions(text: str, final: str, kind: str, rng: random.Random, 
     return found
 
 
-def load_gsm8k_jsonl(path: str | Path, limit: int | None = None, seed: int = 0, kind: str = "cal",
-                     shots: int = N_SHOTS) -> list[MCItem]:
-    """GSM8K JSONL as MPS-CAL or MPS-REA items (true solution among derived wrong ones)."""
-    records = []
-    for line, record in read_jsonl(path):
-        question = nonempty(get_field(record, "question", str, path, line), path, line, "question")
-        solution, final = gsm8k_solution(get_field(record, "answer", str, path, line), path, line)
-        records.append((question, solution, final))
+def _gsm8k_row(record: dict[str, Any]) -> tuple[str, str, str]:
+    return (text(record, "question"), *gsm8k_solution(text(record, "answer")))
+
+
+def load_gsm8k_jsonl(source: str | Path | Rows, limit: int | None = None, seed: int = 0, kind: str = "cal",
+                     shots: int = N_SHOTS) -> LoadedItems:
+    """GSM8K JSONL as MPS-CAL or MPS-REA items (true solution among derived wrong ones); a row from
+    which no wrong solution can be derived is skipped."""
+    rows = read_rows(source)
+    rows.require(GSM8K_COLUMNS)
+    log = RowLog(rows)
+    parsed = log.parse(_gsm8k_row)
     rng = random.Random(f"{seed}-{kind}")
     items = []
-    for (question, solution, final), demos in with_demonstrations(records, rng, shots):
+    for (where, (question, solution, final)), demos in with_demonstrations(parsed, rng, shots):
         wrong = gsm8k_wrong_solutions(solution, final, kind, rng)
         if not wrong:
+            log.skip(where, "no wrong solution could be derived", "answer")
             continue
         candidates, true_index = shuffled_candidates(solution, wrong, rng)
-        items.append(MCItem(prompt=qa_prompt([(q, s) for q, s, _ in demos], question),
+        items.append(MCItem(prompt=qa_prompt([(q, s) for _, (q, s, _) in demos], question),
                             candidates=[" " + c for c in candidates], correct=[true_index],
                             meta={"subtask": "", "language": "en"}))
-    return items[:limit]
+    return log.finish(items[:limit])

@@ -19,7 +19,14 @@ Loaders: TruthfulQA.csv (`Type,Category,Question,Best Answer,Correct Answers,Inc
 answers `; `-separated) and mc_task.json (`[{question, mc1_targets: {answer: 0/1}, mc2_targets: {...}}]`).
 Answers are compared normalised (case, spacing and a trailing period ignored), so a "Best Answer"
 that gained a trailing "." still matches its copy among "Correct Answers" (the crash of the study-1
-code); a best answer missing from the correct ones is added to them.
+code); a best answer missing from the correct ones is added to them. The Hugging Face `truthful_qa`
+schemas (`multiple_choice`: `mc1_targets`/`mc2_targets` as `{choices, labels}`; `generation`) are
+read too (`load_truthfulqa` tells them apart by their columns).
+
+Messy rows: an answer that a row lists as both true and false (TruthfulQA.csv has such rows, e.g.
+"Unknown") leaves both lists and the question keeps its other answers; a row then left without a
+true or a false answer, or whose best answer is the contradicted one, is skipped. Either way the
+run prints one warning with the counts and lines (`layerprobe.tasks.io.RowLog`).
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from layerprobe.errors import DataError
 from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.fewshot import qa_prompt
-from layerprobe.tasks.io import field, json_records, nonempty, read_json, read_table
+from layerprobe.tasks.io import LoadedItems, RowLog, RowProblem, Rows, field, read_rows, string_list, text
 
 
 @dataclass(frozen=True)
@@ -393,58 +400,113 @@ def truthfulness_items(limit: int | None = None, seed: int = 0) -> list[MCItem]:
 
 
 TRUTHFULQA_COLUMNS = ["Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source"]
+READ_COLUMNS = TRUTHFULQA_COLUMNS[2:6]
+"""The columns of TruthfulQA.csv that are read."""
+GENERATION_COLUMNS = ["question", "best_answer", "correct_answers", "incorrect_answers"]
+"""The Hugging Face `truthful_qa` / `generation` schema (the same answers as lists)."""
+MC_COLUMNS = ["question", "mc1_targets", "mc2_targets"]
+"""mc_task.json and the Hugging Face `truthful_qa` / `multiple_choice` schema."""
 
 
 def _split(answers: str) -> list[str]:
     return [a.strip() for a in answers.split(";") if a.strip()]
 
 
-def _checked_item(path: str | Path, line: int | None, **parts: object) -> MCItem:
-    try:
-        return truth_item(**parts)
-    except ValueError as error:
-        raise DataError(path, str(error), line=line) from None
+@dataclass(frozen=True)
+class _Row:
+    item: MCItem
+    dropped: list[str]  # answers listed as both true and false, left out of both lists
 
 
-def load_truthfulqa_csv(path: str | Path, limit: int | None = None, seed: int = 0) -> list[MCItem]:
-    """TruthfulQA.csv read unchanged."""
-    items = []
-    for line, row in read_table(path, TRUTHFULQA_COLUMNS):
-        question = nonempty(row["Question"], path, line, "Question")
-        best = nonempty(row["Best Answer"], path, line, "Best Answer")
-        true = _split(row["Correct Answers"])
-        false = _split(row["Incorrect Answers"])
-        if not false:
-            raise DataError(path, "no incorrect answers", line=line, field="Incorrect Answers")
-        items.append(_checked_item(path, line, question=question, best=best, true=true, false=false))
-    random.Random(seed).shuffle(items)
-    return items[:limit]
+def _resolved_item(question: str, best: str, true: list[str], false: list[str],
+                   mc1_false: list[str] | None = None) -> _Row:
+    """The item after answers listed as both true and false leave both lists.
+
+    The file contradicts itself about such an answer, so scoring it either way would score the
+    annotation, not the model; the question keeps its other answers, which still test it. A row
+    whose best answer is among the contradicted ones, or that has no true or no false answer
+    left, cannot be scored and is skipped."""
+    false_keys = {normalise(a) for a in [*false, *(mc1_false or [])]}
+    both = {normalise(a) for a in [best, *true]} & false_keys
+    if normalise(best) in both:
+        raise RowProblem("the best answer is also listed as false")
+
+    def keep(answers: list[str]) -> list[str]:
+        return [a for a in answers if normalise(a) not in both]
+
+    false = keep(false)
+    mc1_false = keep(mc1_false) if mc1_false is not None else None
+    if not false or mc1_false == []:
+        raise RowProblem("no false answer left after dropping answers listed as true and as false")
+    return _Row(truth_item(question, best, keep(true), false, mc1_false), sorted(both))
 
 
-def _targets(record: dict, name: str, path: str | Path, line: int | None) -> tuple[list[str], list[str]]:
-    targets = field(record, name, dict, path, line)
-    true = [answer for answer, label in targets.items() if label == 1]
-    false = [answer for answer, label in targets.items() if label == 0]
-    bad = [answer for answer, label in targets.items() if label not in (0, 1) or isinstance(label, bool)]
+def _csv_row(record: dict[str, Any]) -> _Row:
+    false = _split(record.get("Incorrect Answers") or "")
+    if not false:
+        raise RowProblem("no incorrect answers", "Incorrect Answers")
+    return _resolved_item(text(record, "Question"), text(record, "Best Answer"),
+                          _split(record.get("Correct Answers") or ""), false)
+
+
+def _generation_row(record: dict[str, Any]) -> _Row:
+    return _resolved_item(text(record, "question"), text(record, "best_answer"),
+                          string_list(record, "correct_answers"), string_list(record, "incorrect_answers"))
+
+
+def _targets(record: dict[str, Any], name: str) -> tuple[list[str], list[str]]:
+    """(true, false) answers of mc1_targets / mc2_targets: `{answer: 0/1}` (mc_task.json) or
+    `{choices: [...], labels: [...]}` (the Hugging Face schema)."""
+    targets = field(record, name, dict)
+    if "choices" in targets and "labels" in targets:
+        choices, labels = targets["choices"], targets["labels"]
+        if not isinstance(choices, list) or not isinstance(labels, list) or len(choices) != len(labels):
+            raise RowProblem("choices and labels must be lists of the same length", name)
+        pairs = list(zip(choices, labels))
+    else:
+        pairs = list(targets.items())
+    bad = [answer for answer, label in pairs if label not in (0, 1) or isinstance(label, bool)]
     if bad:
-        raise DataError(path, f"label of {bad[0]!r} must be 0 or 1", line=line, field=name)
+        raise RowProblem(f"label of {bad[0]!r} must be 0 or 1", name)
+    if not all(isinstance(answer, str) and answer.strip() for answer, _ in pairs):
+        raise RowProblem("answers must be non-empty strings", name)
+    true = [answer for answer, label in pairs if label == 1]
+    false = [answer for answer, label in pairs if label == 0]
     if not true or not false:
-        raise DataError(path, "needs at least one answer labelled 1 and one labelled 0", line=line, field=name)
+        raise RowProblem("needs at least one answer labelled 1 and one labelled 0", name)
     return true, false
 
 
-def load_mc_task_json(path: str | Path, limit: int | None = None, seed: int = 0) -> list[MCItem]:
-    """TruthfulQA mc_task.json: MC1 from mc1_targets (one true answer), MC2/MC3 from mc2_targets."""
+def _mc_row(record: dict[str, Any]) -> _Row:
+    """MC1 from mc1_targets (one true answer), MC2/MC3 from mc2_targets."""
+    question = text(record, "question")
+    mc1_true, mc1_false = _targets(record, "mc1_targets")
+    if len(mc1_true) != 1:
+        raise RowProblem(f"needs exactly one answer labelled 1, has {len(mc1_true)}", "mc1_targets")
+    mc2_true, mc2_false = _targets(record, "mc2_targets")
+    true = [a for a in mc2_true if normalise(a) != normalise(mc1_true[0])]
+    return _resolved_item(question, mc1_true[0], true, mc2_false, mc1_false)
+
+
+def load_truthfulqa(source: str | Path | Rows, limit: int | None = None, seed: int = 0) -> LoadedItems:
+    """TruthfulQA read unchanged, the schema told by the columns: mc_task.json or the hub's
+    `multiple_choice` (mc1_targets, mc2_targets), the hub's `generation` (best_answer, ...), or
+    TruthfulQA.csv (Best Answer, ...). Items in a seeded order."""
+    rows = read_rows(source)
+    if rows.has(["mc1_targets"]):
+        rows.require(MC_COLUMNS)
+        parse = _mc_row
+    elif rows.has(["best_answer"]):
+        rows.require(GENERATION_COLUMNS)
+        parse = _generation_row
+    else:
+        rows.require(READ_COLUMNS)
+        parse = _csv_row
+    log = RowLog(rows)
     items = []
-    for line, record in json_records(path, read_json(path)):
-        question = nonempty(field(record, "question", str, path, line), path, line, "question")
-        mc1_true, mc1_false = _targets(record, "mc1_targets", path, line)
-        if len(mc1_true) != 1:
-            raise DataError(path, f"mc1_targets needs exactly one answer labelled 1, has {len(mc1_true)}",
-                            line=line, field="mc1_targets")
-        mc2_true, mc2_false = _targets(record, "mc2_targets", path, line)
-        true = [a for a in mc2_true if normalise(a) != normalise(mc1_true[0])]
-        items.append(_checked_item(path, line, question=question, best=mc1_true[0], true=true, false=mc2_false,
-                                   mc1_false=mc1_false))
+    for where, row in log.parse(parse):
+        if row.dropped:
+            log.amend(where, "answer listed as true and as false, dropped from both")
+        items.append(row.item)
     random.Random(seed).shuffle(items)
-    return items[:limit]
+    return log.finish(items[:limit])
