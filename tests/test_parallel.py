@@ -55,7 +55,10 @@ def test_two_processes_on_an_empty_model_cache_convert_once(tmp_path):
     runs = run_together("""
         sys.path.insert(0, os.environ["PACKAGES"])
         from layerprobe import models
-        models.REGISTRY["tiny-gguf"] = models.PackagedGGUF("tiny_gguf_model", "(test package)", gguf_file="tiny.gguf")
+        models.REGISTRY["tiny-gguf"] = models.PackagedGGUF(
+            "tiny_gguf_model", "(test package)", gguf_file="tiny.gguf",
+            config=dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, vocab_size=258))
         convert = models._convert_gguf
         def slow_convert(*args):
             with open(os.environ["LOG"], "a") as log:
