@@ -7,6 +7,9 @@ Writes out/data/trace_<model>.csv (schema of CSV_CONVENTIONS.md, methods logit-l
 Finished (analysis, lens) units are skipped on a rerun, so an interrupted run resumes. The tuned
 lens is trained once per model on the training part of the corpus and cached under
 $LAYERPROBE_CACHE/lenses (or --lens-dir).
+
+Data-parallel: `torchrun --standalone --nproc_per_node N trace_layers.py ...` shares the sequences
+of every analysis out between N processes; the CSV is the one a single process writes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from layerprobe import parallel
 from layerprobe.cli import add_model_args, add_run_args, models_from_args, run
 from layerprobe.corpus import SOURCES, corpus_paragraphs, load_corpus, split_corpus
 from layerprobe.lens import Lens, LogitLens, TunedLensConfig, cached_tuned_lens, default_lens_folder
@@ -72,10 +76,12 @@ def run_model(model: str, args: argparse.Namespace) -> None:
     results = ResultsFile(output_path(args.out, model))
     analyses = args.analysis
     wanted = list(METHODS.values()) if args.lens == "both" else [METHODS[args.lens]]
-    todo = {analysis: [m for m in wanted if not results.done(model=model, task=analysis, method=m)] for analysis in analyses}
+    # The main process's reading of the CSV decides, so that every process runs the same analyses.
+    todo = parallel.agree({analysis: [m for m in wanted if not results.done(model=model, task=analysis, method=m)]
+                           for analysis in analyses})
     for analysis, methods in todo.items():
         if not methods:
-            print(f"{model} {analysis}: already in {results.path}, skipped")
+            parallel.say(f"{model} {analysis}: already in {results.path}, skipped")
     methods_needed = [m for m in wanted if any(m in methods for methods in todo.values())]
     if not methods_needed:
         return
@@ -83,15 +89,17 @@ def run_model(model: str, args: argparse.Namespace) -> None:
     train, held_out = (corpus_paragraphs(part) for part in split_corpus(load_corpus(args.corpus, args.text)))
     lm = load_model(model, device=args.device, dtype=args.dtype)
     lenses = build_lenses(lm, methods_needed, args, corpus_name, train, held_out)
-    context = TraceContext(lm, lenses, train, held_out, args.limit, args.seed)
+    context = TraceContext(lm, lenses, train, held_out, args.limit, args.seed, progress=parallel.is_main())
     for analysis, methods in todo.items():
         if not methods:
             continue
         context.lenses = {method: lenses[method] for method in methods}
-        print(f"{model} {analysis}: {', '.join(methods)}")
-        for rows in ANALYSE[analysis](context).values():
-            results.add(rows)
-    print(f"wrote {results.path}")
+        parallel.say(f"{model} {analysis}: {', '.join(methods)}")
+        rows_by_method = ANALYSE[analysis](context)  # every process runs its share; the main one writes
+        if parallel.is_main():
+            for rows in rows_by_method.values():
+                results.add(rows)
+    parallel.say(f"wrote {results.path}")
 
 
 def main(argv: list[str] | None = None) -> None:

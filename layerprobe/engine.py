@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from layerprobe import parallel
 from layerprobe.errors import LayerprobeError
 from layerprobe.head import LensHead
 from layerprobe.models import LoadedModel, cache_dir
+from layerprobe.publish import staged
 from layerprobe.tasks.base import MCItem
 
 DEFAULT_BATCH_TOKENS = 2048
@@ -251,7 +252,6 @@ def _chunk_path(lm: LoadedModel, encoded: Sequence, lens: str, features: bool, h
 
 
 def _save_chunk(path: Path, scores: MCScores) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
         "logprob": np.concatenate(scores.logprob), "n_tokens": np.concatenate(scores.n_tokens),
         "sizes": np.array([len(x) for x in scores.n_tokens]),
@@ -259,9 +259,8 @@ def _save_chunk(path: Path, scores: MCScores) -> None:
     if scores.prompt_features is not None:
         arrays["prompt_features"] = scores.prompt_features
         arrays["candidate_features"] = np.concatenate(scores.candidate_features)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with staged(path) as staging:  # two runs may write the same chunk: each publishes a whole file
+        np.savez(staging, **arrays)
 
 
 def _load_chunk(path: Path) -> MCScores:
@@ -284,24 +283,30 @@ def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", ba
     `head_dtype` is the lens head's precision (`layerprobe.head`: float32, bfloat16 or mixed).
     Results are cached on disk in chunks of CACHE_CHUNK_ITEMS items, keyed by the weights, the token
     ids, the lens, the head dtype and `features`: an interrupted run resumes, a repeated run reads the cache.
+    Under a launcher (`layerprobe.parallel`) every process must call this with the same items: the
+    batches are shared out, every process returns the whole result, and the main process alone
+    decides which chunks are cached and writes the new ones.
     """
     if lens not in ("norm", "raw"):
         raise LayerprobeError(f"unknown lens '{lens}': use norm or raw")
     head = LensHead(lm.adapter, head_dtype)
     encoded = _tokenize(lm, items)
-    parts: list[MCScores] = []
-    bar = tqdm(total=len(items), desc=desc or f"{lm.name} scoring", unit="item", disable=not progress)
-    for start in range(0, len(encoded), CACHE_CHUNK_ITEMS):
-        chunk = encoded[start:start + CACHE_CHUNK_ITEMS]
-        path = _chunk_path(lm, chunk, lens, features, head_dtype)
-        if use_cache and path.exists():
-            parts.append(_load_chunk(path))
-            bar.update(len(chunk))
-            continue
-        part = _score_chunk(lm, head, chunk, lens, batch_size, features, batch_tokens, bar)
-        if use_cache:
-            _save_chunk(path, part)
-        parts.append(part)
+    chunks = [encoded[start:start + CACHE_CHUNK_ITEMS] for start in range(0, len(encoded), CACHE_CHUNK_ITEMS)]
+    paths = [_chunk_path(lm, chunk, lens, features, head_dtype) for chunk in chunks]
+    cached = parallel.agree([use_cache and path.exists() for path in paths])
+    parts = [_load_chunk(path) if hit else None for path, hit in zip(paths, cached)]
+    bar = tqdm(total=len(items), desc=desc or f"{lm.name} scoring", unit="item",
+               disable=not progress or not parallel.is_main())
+    bar.update(sum(len(chunk) for chunk, hit in zip(chunks, cached) if hit))
+    todo = [number for number, hit in enumerate(cached) if not hit]
+    step = parallel.count()  # as many chunks at a time as processes, so that every process has batches to run
+    for start in range(0, len(todo), step):
+        wave = todo[start:start + step]
+        scored = _score_chunks(lm, head, [chunks[number] for number in wave], lens, batch_size, features, batch_tokens, bar)
+        for number, part in zip(wave, scored):
+            if use_cache and parallel.is_main():
+                _save_chunk(paths[number], part)
+            parts[number] = part
     bar.close()
     return MCScores(
         logprob=[x for p in parts for x in p.logprob], n_tokens=[x for p in parts for x in p.n_tokens],
@@ -310,58 +315,92 @@ def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", ba
     )
 
 
-def _score_chunk(lm: LoadedModel, head: LensHead, encoded: Sequence[tuple[list[int], list[list[int]]]], lens: str,
-                 batch_size: int | None, features: bool, batch_tokens: int, bar: tqdm) -> MCScores:
+@dataclass
+class _ItemScores:
+    """One item's part of `MCScores`: logprob [K, L+1], features [L+1, d] and [K, L+1, d] (or None)."""
+
+    logprob: np.ndarray
+    prompt_features: np.ndarray | None
+    candidate_features: np.ndarray | None
+
+
+def _score_chunks(lm: LoadedModel, head: LensHead, chunks: Sequence[Sequence[tuple[list[int], list[list[int]]]]], lens: str,
+                  batch_size: int | None, features: bool, batch_tokens: int, bar: tqdm) -> list[MCScores]:
+    """Score chunks of encoded items, sharing their batches out between the processes.
+
+    Every chunk is cut into the batches a single process cuts it into, so no score depends on the
+    number of processes.
+    """
+    encoded = [item for chunk in chunks for item in chunk]
     packed = [_pack(prompt, candidates, features) for prompt, candidates in encoded]
-    n_layers_plus = lm.n_layers + 1
-    logprob = [np.zeros((len(c), n_layers_plus)) for _, c in encoded]
-    n_tokens = [np.array([len(ids) for ids in c]) for _, c in encoded]
-    prompt_features = [None] * len(encoded)
-    candidate_features: list = [None] * len(encoded)
+    batches, offset = [], 0
+    for chunk in chunks:
+        lengths = [len(p.input_ids) for p in packed[offset:offset + len(chunk)]]
+        batches += [[offset + i for i in batch] for batch in _batches(lengths, batch_size, batch_tokens)]
+        offset += len(chunk)
+    scored: dict[int, _ItemScores] = {}
 
     def run_batch(batch: list[int]) -> None:
-        length = max(len(packed[i].input_ids) for i in batch)
-        input_ids = torch.zeros(len(batch), length, dtype=torch.long)
-        position_ids = torch.zeros(len(batch), length, dtype=torch.long)
-        batch_index, row_index, pair_row, pair_target, starts = [], [], [], [], []
-        for b, i in enumerate(batch):
-            p = packed[i]
-            input_ids[b, : len(p.input_ids)] = torch.tensor(p.input_ids)
-            position_ids[b, : len(p.position_ids)] = torch.tensor(p.position_ids)
-            # Unique rows to read: the scoring rows, then (features) the candidate rows.
-            wanted = sorted(set(p.score_rows) | {p.prompt_last} | {r for rows in p.candidate_rows for r in rows})
-            local = {row: len(row_index) + j for j, row in enumerate(wanted)}
-            starts.append(local)
-            batch_index += [b] * len(wanted)
-            row_index += wanted
-            pair_row += [local[r] for r in p.score_rows]
-            pair_target += p.targets
-        mask = _attention_mask(lm, [packed[i].segment for i in batch], position_ids)
-        index = (torch.tensor(batch_index), torch.tensor(row_index))
-        with _StateCapture(lm) as capture:
-            states = capture.run(lm, index, input_ids=input_ids, position_ids=position_ids, attention_mask=mask)
-        device = states.device
-        with torch.inference_mode():
-            pair_logprob = _lens_logprobs(head, states, torch.tensor(pair_row, device=device),
-                                          torch.tensor(pair_target, device=device), lens).double().cpu().numpy()
-        state = states.cpu().numpy() if features else None
-        offset = 0
-        for b, i in enumerate(batch):
-            p, local = packed[i], starts[b]
-            n_pairs = len(p.targets)
-            np.add.at(logprob[i].T, (slice(None), np.array(p.target_candidate)), pair_logprob[:, offset:offset + n_pairs])
-            offset += n_pairs
-            if features:
-                prompt_features[i] = state[:, local[p.prompt_last]]
-                candidate_features[i] = np.stack(
-                    [state[:, [local[r] for r in rows]].mean(axis=1) for rows in p.candidate_rows])
+        scored.update(_score_batch(lm, head, packed, batch, lens, features))
         bar.update(len(batch))
 
-    lengths = [len(p.input_ids) for p in packed]
-    _with_oom_retry(run_batch, _batches(lengths, batch_size, batch_tokens))
-    return MCScores(logprob=logprob, n_tokens=n_tokens,
-                    prompt_features=np.stack(prompt_features) if features else None,
-                    candidate_features=candidate_features if features else None)
+    _with_oom_retry(run_batch, iter(parallel.share(batches)))
+    everything = dict(parallel.gather(list(scored.items())))
+    bar.update(len(encoded) - len(scored))  # the other processes' items
+    results, offset = [], 0
+    for chunk in chunks:
+        mine = [everything[i] for i in range(offset, offset + len(chunk))]
+        results.append(MCScores(
+            logprob=[item.logprob for item in mine], n_tokens=[np.array([len(ids) for ids in c]) for _, c in chunk],
+            prompt_features=np.stack([item.prompt_features for item in mine]) if features else None,
+            candidate_features=[item.candidate_features for item in mine] if features else None,
+        ))
+        offset += len(chunk)
+    return results
+
+
+def _score_batch(lm: LoadedModel, head: LensHead, packed: Sequence[_Packed], batch: list[int], lens: str,
+                 features: bool) -> dict[int, _ItemScores]:
+    """One forward over the packed items `batch` (indices into `packed`) and the lens at their scored rows."""
+    length = max(len(packed[i].input_ids) for i in batch)
+    input_ids = torch.zeros(len(batch), length, dtype=torch.long)
+    position_ids = torch.zeros(len(batch), length, dtype=torch.long)
+    batch_index, row_index, pair_row, pair_target, starts = [], [], [], [], []
+    for b, i in enumerate(batch):
+        p = packed[i]
+        input_ids[b, : len(p.input_ids)] = torch.tensor(p.input_ids)
+        position_ids[b, : len(p.position_ids)] = torch.tensor(p.position_ids)
+        # Unique rows to read: the scoring rows, then (features) the candidate rows.
+        wanted = sorted(set(p.score_rows) | {p.prompt_last} | {r for rows in p.candidate_rows for r in rows})
+        local = {row: len(row_index) + j for j, row in enumerate(wanted)}
+        starts.append(local)
+        batch_index += [b] * len(wanted)
+        row_index += wanted
+        pair_row += [local[r] for r in p.score_rows]
+        pair_target += p.targets
+    mask = _attention_mask(lm, [packed[i].segment for i in batch], position_ids)
+    index = (torch.tensor(batch_index), torch.tensor(row_index))
+    with _StateCapture(lm) as capture:
+        states = capture.run(lm, index, input_ids=input_ids, position_ids=position_ids, attention_mask=mask)
+    device = states.device
+    with torch.inference_mode():
+        pair_logprob = _lens_logprobs(head, states, torch.tensor(pair_row, device=device),
+                                      torch.tensor(pair_target, device=device), lens).double().cpu().numpy()
+    state = states.cpu().numpy() if features else None
+    n_layers_plus = lm.n_layers + 1
+    scored, offset = {}, 0
+    for b, i in enumerate(batch):
+        p, local = packed[i], starts[b]
+        logprob = np.zeros((len(p.candidate_rows), n_layers_plus))
+        n_pairs = len(p.targets)
+        np.add.at(logprob.T, (slice(None), np.array(p.target_candidate)), pair_logprob[:, offset:offset + n_pairs])
+        offset += n_pairs
+        prompt_features = candidate_features = None
+        if features:
+            prompt_features = state[:, local[p.prompt_last]]
+            candidate_features = np.stack([state[:, [local[r] for r in rows]].mean(axis=1) for rows in p.candidate_rows])
+        scored[i] = _ItemScores(logprob, prompt_features, candidate_features)
+    return scored
 
 
 def hidden_states_at(lm: LoadedModel, sequences: Sequence[Sequence[int]], positions: Sequence[Sequence[int]],

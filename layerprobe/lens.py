@@ -15,9 +15,6 @@ h + A h + b with A = 0, b = 0 at the start, so an untrained tuned lens is the lo
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -31,6 +28,7 @@ from layerprobe.engine import hidden_states_at
 from layerprobe.errors import DataError
 from layerprobe.corpus import token_sequences
 from layerprobe.models import Adapter, LoadedModel, cache_dir
+from layerprobe.publish import building, staged
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "translators.safetensors"
@@ -108,18 +106,10 @@ class TunedLens(Lens):
 
     def save(self, folder: str | Path) -> None:
         """config.json + translators.safetensors, written to a temporary folder and renamed into place."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
+        with staged(folder, folder=True) as staging:
             tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.translators.state_dict().items()}
-            save_file(tensors, str(staged / WEIGHTS_FILE))
-            (staged / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(staged, folder)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
+            save_file(tensors, str(staging / WEIGHTS_FILE))
+            (staging / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: str | Path, lm: LoadedModel) -> "TunedLens":
@@ -233,13 +223,19 @@ def cached_tuned_lens(lm: LoadedModel, folder: str | Path, train_paragraphs: lis
                       progress: bool = True, **settings: object) -> TunedLens:
     """The tuned lens saved in `folder`, or one trained now on the paragraphs and saved there."""
     folder = Path(folder)
-    if (folder / CONFIG_FILE).exists():
-        return TunedLens.load(folder, lm)
-    config = TunedLens.for_model(lm, **settings).config
-    train = token_sequences(lm.tokenizer, train_paragraphs, config.train_tokens, seed=config.seed)
-    held_out = token_sequences(lm.tokenizer, held_out_paragraphs, config.held_out_tokens, seed=config.seed)
-    print(f"training a tuned lens for {lm.name} ({config.steps} steps x {config.positions_per_step} positions "
-          f"from {config.train_tokens} tokens; once, cached in {folder})")
-    lens, _ = train_tuned_lens(lm, train, held_out, progress=progress, **settings)
-    lens.save(folder)
-    return lens
+    # Several processes may ask at once: one trains and saves, the others wait and load what it saved.
+    with building(folder, _saved, f"to train a tuned lens for {lm.name}") as must_train:
+        if must_train:
+            config = TunedLens.for_model(lm, **settings).config
+            train = token_sequences(lm.tokenizer, train_paragraphs, config.train_tokens, seed=config.seed)
+            held_out = token_sequences(lm.tokenizer, held_out_paragraphs, config.held_out_tokens, seed=config.seed)
+            print(f"training a tuned lens for {lm.name} ({config.steps} steps x {config.positions_per_step} positions "
+                  f"from {config.train_tokens} tokens; once, cached in {folder})")
+            lens, _ = train_tuned_lens(lm, train, held_out, progress=progress, **settings)
+            lens.save(folder)
+            return lens
+    return TunedLens.load(folder, lm)
+
+
+def _saved(folder: Path) -> bool:
+    return (folder / CONFIG_FILE).exists()

@@ -4,7 +4,8 @@
 an `Adapter` that knows where the blocks, the final norm and the unembedding live. GGUF models
 shipped in PyPI packages are dequantised once into an fp32 safetensors copy under
 `$LAYERPROBE_CACHE/models/` (default `~/.cache/layerprobe`), written to a temporary folder and
-renamed, so an interrupted conversion never leaves a broken cache.
+renamed, so an interrupted conversion never leaves a broken cache; when several processes start on
+an empty cache, one converts and the others wait for it (`layerprobe.publish`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import copy
 import importlib.util
 import logging
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from layerprobe import parallel
 from layerprobe.errors import LayerprobeError
+from layerprobe.publish import building, staged
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,10 @@ class Adapter:
 
     @property
     def head_device(self) -> torch.device:
-        return self.unembed.weight.device
+        """Where the head runs: its weights' device or, when accelerate offloads it (weights on "meta"
+        until its forward loads them), the device accelerate runs it on."""
+        execution = getattr(getattr(self.unembed, "_hf_hook", None), "execution_device", None)
+        return torch.device(execution) if execution is not None else self.unembed.weight.device
 
     @property
     def fp32_unembed(self) -> nn.Module:
@@ -199,7 +204,8 @@ class LoadedModel:
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The GPU if there is one (this process's own GPU under a launcher), else the CPU."""
+    return parallel.device()
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -228,13 +234,12 @@ def _gguf_path(source: PackagedGGUF, alias: str, workdir: Path) -> Path:
 
 
 def _convert_gguf(alias: str, source: PackagedGGUF, target: Path) -> None:
-    """Dequantise a packaged GGUF once into an fp32 safetensors folder (atomic rename at the end)."""
+    """Dequantise a packaged GGUF into an fp32 safetensors folder, published by one rename (`publish.staged`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{alias}."))
-    try:
-        gguf = _gguf_path(source, alias, workdir)
+    with staged(target, folder=True) as staging, \
+            tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{alias}.input.") as workdir:
+        gguf = _gguf_path(source, alias, Path(workdir))
         print(f"converting {alias} from {gguf.name} to an fp32 safetensors cache (once; about a minute)")
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -242,12 +247,12 @@ def _convert_gguf(alias: str, source: PackagedGGUF, target: Path) -> None:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        staged = workdir / "model"
-        model.save_pretrained(staged)
-        tokenizer.save_pretrained(staged)
-        os.replace(staged, target)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+
+def _converted(folder: Path) -> bool:
+    return (folder / "config.json").exists()
 
 
 def model_location(name: str) -> str:
@@ -255,8 +260,10 @@ def model_location(name: str) -> str:
     source = REGISTRY.get(name)
     if isinstance(source, PackagedGGUF):
         target = cache_dir() / "models" / name
-        if not (target / "config.json").exists():
-            _convert_gguf(name, source, target)
+        # Several processes may start on an empty cache at once: one converts, the others wait and read it.
+        with building(target, _converted, f"to convert {name}") as convert:
+            if convert:
+                _convert_gguf(name, source, target)
         return str(target)
     if isinstance(source, HubModel):
         return source.repo_id
@@ -276,16 +283,22 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: str 
     A memory plan (`layerprobe.memory`) is printed first; when the weights and the engine's peak do not
     fit, this stops with a one-line error before any weights load. `device="auto"` spreads a model that
     does not fit one GPU over all GPUs (and the CPU) with the plan's accelerate device map; the engine
-    then feeds inputs to the device of the embeddings.
+    then feeds inputs to the device of the embeddings. Under a launcher
+    (`layerprobe.parallel`) each process loads the model on its own GPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from layerprobe.memory import plan_memory  # memory imports the engine, which imports this module
 
     device = device or default_device()
+    if parallel.count() > 1 and device in ("auto", "cuda"):
+        if device == "auto":
+            raise LayerprobeError("--device auto spreads one model over every GPU, so it cannot run in several "
+                                  "processes: leave out --device (each process then uses its own GPU)")
+        device = parallel.device()
     torch_dtype = resolve_dtype(dtype, "cpu" if device == "cpu" else "cuda")
     plan = plan_memory(name, device, torch_dtype)  # before any weights load (and before a GGUF conversion)
-    print(plan.summary())
+    parallel.say(plan.summary())
     plan.check()
     location = model_location(name)
     kwargs: dict[str, object] = {"dtype": torch_dtype}

@@ -8,8 +8,6 @@ never half of one, and a restarted run skips the units already present.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from layerprobe.errors import DataError
+from layerprobe.publish import staged
 
 COLUMNS = [
     "model", "task", "subtask", "language", "method", "layer", "n_layers",
@@ -28,19 +27,8 @@ UNIT = ["model", "task", "subtask", "language", "method"]
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; results are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged(path) as staging:
+        staging.write_text(text, encoding="utf-8", newline="")
 
 
 def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:

@@ -18,6 +18,10 @@ Rows are grouped by the items' meta (subtask, language); when a task has several
 subtask "all" pools them per language. A unit (model, task, subtask, language, method) already in
 the file is skipped, and a model whose units are all done is not even loaded, so an interrupted
 run resumes where it stopped.
+
+Under `torchrun` / `accelerate launch` every process loads the model and scores its share of each
+task's batches (`layerprobe.parallel`); the main process alone fits the probes and writes the CSV,
+which is the same, byte for byte, as a single process writes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from layerprobe import parallel
 from layerprobe.cli import DEFAULT_MODEL, add_head_args, add_model_args, add_run_args, models_from_args
 from layerprobe.engine import MCScores, score_items
 from layerprobe.errors import LayerprobeError
@@ -182,11 +187,12 @@ def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]
     for model in models:
         path = output_path(out, family, model)
         results = ResultsFile(path)
-        pending = {task: _pending(results, model, task, items, [method_names[m] for m in options.methods])
-                   for task, items in tasks.items()}
+        # What is left to do is the main process's reading of the CSV, so that all processes run the same work.
+        pending = parallel.agree({task: _pending(results, model, task, items, [method_names[m] for m in options.methods])
+                                  for task, items in tasks.items()})
         paths.append(path)
         if not any(pending.values()):
-            print(f"{path}: {model} already done, skipping")
+            parallel.say(f"{path}: {model} already done, skipping")
             continue
         lm = load_model(model, device=options.device, dtype=options.dtype)
         for task, methods in pending.items():
@@ -194,9 +200,10 @@ def run_study1(models: Sequence[str], family: str, tasks: dict[str, list[MCItem]
                 continue
             scores = score_items(lm, tasks[task], lens=options.lens, batch_size=options.batch_size,
                                  features="probe" in methods, desc=f"{model} {task}", head_dtype=options.head_dtype)
-            for method in methods:
-                results.add(task_rows(model, task, tasks[task], scores, method, options))
-        print(f"wrote {path}")
+            if parallel.is_main():  # the others have scored their share; only the main process fits and writes
+                for method in methods:
+                    results.add(task_rows(model, task, tasks[task], scores, method, options))
+        parallel.say(f"wrote {path}")
     return paths
 
 

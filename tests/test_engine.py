@@ -84,7 +84,7 @@ def test_disk_cache_resumes_and_is_keyed_by_weights(tmp_path, monkeypatch):
     lm = tiny_lm("llama")
     first = engine.score_items(lm, ITEMS, progress=False)
     calls = []
-    monkeypatch.setattr(engine, "_score_chunk", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(engine, "_score_batch", lambda *a, **k: calls.append(1))
     again = engine.score_items(lm, ITEMS, progress=False)  # served from the cache: no forward at all
     assert not calls
     for a, b in zip(first.logprob, again.logprob):

@@ -60,3 +60,54 @@ def tiny_lm(model_type: str = "llama", n_layers: int = 3, seed: int = 0, dtype: 
     model.eval().requires_grad_(False)
     return LoadedModel(name=f"tiny-{model_type}", model=model, tokenizer=byte_tokenizer(),
                        adapter=Adapter(model), device=torch.device("cpu"), dtype=dtype)
+
+
+def write_tiny_gguf(path, n_layers: int = 2, d_model: int = 32, seed: int = 0) -> None:
+    """A tiny llama GGUF file with fp32 random weights and a byte-level vocabulary, written with the `gguf` package.
+
+    transformers reads it like a packaged model's GGUF (tokenizer included), so the real conversion runs on it.
+    """
+    import gguf
+    import numpy as np
+
+    heads, kv_heads, ff = 4, 2, 2 * d_model
+    tokens = sorted(pre_tokenizers.ByteLevel.alphabet()) + ["<s>", "</s>"]
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(512)
+    writer.add_embedding_length(d_model)
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * 256 + [3, 3])  # normal bytes, then the two control tokens
+    writer.add_token_scores([0.0] * len(tokens))
+    writer.add_bos_token_id(256)
+    writer.add_eos_token_id(257)
+
+    def random(name: str, *shape: int) -> None:
+        writer.add_tensor(name, (rng.standard_normal(shape) * 0.2).astype(np.float32))
+
+    random("token_embd.weight", len(tokens), d_model)
+    kv_width = d_model * kv_heads // heads
+    for block in range(n_layers):
+        for norm in ("attn_norm", "ffn_norm"):
+            writer.add_tensor(f"blk.{block}.{norm}.weight", np.ones(d_model, np.float32))
+        random(f"blk.{block}.attn_q.weight", d_model, d_model)
+        random(f"blk.{block}.attn_k.weight", kv_width, d_model)
+        random(f"blk.{block}.attn_v.weight", kv_width, d_model)
+        random(f"blk.{block}.attn_output.weight", d_model, d_model)
+        random(f"blk.{block}.ffn_gate.weight", ff, d_model)
+        random(f"blk.{block}.ffn_up.weight", ff, d_model)
+        random(f"blk.{block}.ffn_down.weight", d_model, ff)
+    writer.add_tensor("output_norm.weight", np.ones(d_model, np.float32))
+    random("output.weight", len(tokens), d_model)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from layerprobe import parallel
 from layerprobe.models import LoadedModel
 from layerprobe.results import layer_rows
 from layerprobe.trace.readout import MAX_CONTEXT_TOKENS, MIN_CONTEXT_TOKENS, Readout
@@ -17,11 +18,13 @@ BUCKETS = (("top10", 10), ("11-100", 100), ("101-1000", 1000), ("rest", None))
 def token_frequency_ranks(tokenizer: object, paragraphs: Sequence[str], vocab_size: int) -> np.ndarray:
     """Frequency rank (1 = most frequent) of every vocabulary id on the paragraphs; unseen ids rank last.
 
-    Ties in count are broken by the smaller token id, so the ranking is deterministic.
+    Ties in count are broken by the smaller token id, so the ranking is deterministic. Under a
+    launcher every process counts its share of the paragraphs (`layerprobe.parallel`).
     """
-    encoded = tokenizer(list(paragraphs), add_special_tokens=False)["input_ids"]
+    mine = parallel.share(paragraphs)
+    encoded = tokenizer(mine, add_special_tokens=False)["input_ids"] if mine else []
     all_ids = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64)
-    counts = np.bincount(all_ids, minlength=vocab_size)[:vocab_size]
+    counts = sum(parallel.gather([np.bincount(all_ids, minlength=vocab_size)[:vocab_size]]))
     order = np.lexsort((np.arange(vocab_size), -counts))
     ranks = np.empty(vocab_size, dtype=np.int64)
     ranks[order] = np.arange(1, vocab_size + 1)

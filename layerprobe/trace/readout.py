@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from layerprobe import parallel
 from layerprobe.engine import hidden_states_at
 from layerprobe.lens import Lens
 from layerprobe.models import LoadedModel
@@ -115,27 +116,44 @@ def read_positions(lm: LoadedModel, lenses: dict[str, Lens], sequences: Sequence
     One engine forward per sequence serves all lenses. The final layer (the same for every lens)
     decides what is kept before the other layers are unembedded. `enough()` is asked between groups
     of sequences: once it says so, the remaining sequences are not run.
+
+    Under a launcher (`layerprobe.parallel`) every process must call this with the same arguments:
+    each runs whole groups (as many groups at a time as processes), the final-layer top-1 of every
+    sequence is shared, every process asks `select` and `enough` the same questions in the order a
+    single process asks them, and each unembeds the positions kept in its own groups.
     """
     option_ids = None if options is None else torch.as_tensor(list(options))
     any_lens = next(iter(lenses.values()))
     parts: dict[str, list[Readout]] = {name: [] for name in lenses}
     kept: list[tuple[int, int]] = []
-    for group_start in range(0, len(sequences), SEQUENCE_GROUP):
+    groups = [range(start, min(start + SEQUENCE_GROUP, len(sequences))) for start in range(0, len(sequences), SEQUENCE_GROUP)]
+    show = progress and parallel.is_main()
+    for wave_start in range(0, len(groups), parallel.count()):
         if enough is not None and enough():
             break
-        group = range(group_start, min(group_start + SEQUENCE_GROUP, len(sequences)))
-        states = hidden_states_at(lm, [sequences[i] for i in group], [positions[i] for i in group],
-                                  progress=progress, desc=desc)
-        for i, sequence_states in zip(group, states):
-            with torch.no_grad():
-                final_top1 = any_lens(sequence_states[-1], lm.n_layers).argmax(-1).numpy()
-            keep = np.ones(len(final_top1), dtype=bool) if select is None else np.asarray(select(i, final_top1), dtype=bool)
-            if not keep.any():
-                continue
-            chosen = sequence_states[:, torch.as_tensor(np.flatnonzero(keep))]
-            for name, lens in lenses.items():
-                parts[name].append(read_states(lens, chosen, option_ids))
-            kept += [(i, int(p)) for p in np.flatnonzero(keep)]
+        wave = groups[wave_start:wave_start + parallel.count()]
+        states: dict[int, torch.Tensor] = {}
+        for group in parallel.share(wave):
+            group_states = hidden_states_at(lm, [sequences[i] for i in group], [positions[i] for i in group],
+                                            progress=show, desc=desc)
+            states.update(zip(group, group_states))
+        with torch.no_grad():
+            final_top1 = dict(parallel.gather([(i, any_lens(s[-1], lm.n_layers).argmax(-1).numpy()) for i, s in states.items()]))
+        keep: dict[int, np.ndarray] = {}
+        for number, group in enumerate(wave):
+            if number and enough is not None and enough():
+                break  # where a single process would have stopped; the next wave does not start either
+            for i in group:
+                keep[i] = np.ones(len(final_top1[i]), dtype=bool) if select is None else np.asarray(select(i, final_top1[i]), dtype=bool)
+        with torch.no_grad():
+            read = dict(parallel.gather([
+                (i, {name: read_states(lens, states[i][:, torch.as_tensor(np.flatnonzero(keep[i]))], option_ids)
+                     for name, lens in lenses.items()})
+                for i in states if i in keep and keep[i].any()]))
+        for i in sorted(read):
+            for name in lenses:
+                parts[name].append(read[i][name])
+            kept += [(i, int(p)) for p in np.flatnonzero(keep[i])]
     n_options = None if options is None else len(options)
     return {name: _concat(readouts, lm.n_layers, n_options) for name, readouts in parts.items()}, kept
 
