@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from layerprobe import parallel
 from layerprobe.cli import run
 from layerprobe.errors import LayerprobeError
 from layerprobe.results import ResultsFile
 from layerprobe.synthetic.capacity import CapacityConfig, CapacityRun, known_bits, train_and_measure
 from layerprobe.synthetic.script_args import add_compute_args, compute_device
-from layerprobe.synthetic.train import is_main_process
 
 QUICK = dict(people=40, sizes=[(1, 16)], exposures=[2])
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         for exposures in args.exposures:
             spec = CapacityRun(layers, width, exposures, args.people, tuple(args.values), args.heads, args.batch, args.lr, args.seed)
             train_and_measure(spec, Path(args.out), results, Path(args.data), device=device)
-    if not is_main_process():
+    if not parallel.is_main():
         return
     frame = results.frame
     print(f"known bits: {known_bits(args.people, args.values):,.0f}")

@@ -21,13 +21,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from layerprobe import parallel
 from layerprobe.cli import run
 from layerprobe.errors import LayerprobeError
 from layerprobe.results import read_results
 from layerprobe.synthetic import igsm, igsm_lm
 from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, train_igsm, width_for_budget
 from layerprobe.synthetic.script_args import add_compute_args, compute_device
-from layerprobe.synthetic.train import is_main_process, n_parameters
+from layerprobe.synthetic.train import n_parameters
 
 QUICK = dict(layers=2, width=32, steps=20, batch=8)
 """--quick: a smoke-test size (seconds) for scripts/run_all.sh."""
@@ -83,12 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     summary = []
     for spec in planned_runs(args):
         lm = train_igsm(spec, Path(args.out), Path(args.data), device=device)
-        if not is_main_process():  # the main process grades; the others wait for it in the next run's training
+        if not parallel.is_main():  # the main process grades; the others wait for it in the next run's training
             continue
         path = grade_run(lm, spec, Path(args.data), n_eval)
         frame = read_results(path)
         summary.append(frame[frame["subtask"].str.endswith("/all")])
-    if not is_main_process():
+    if not parallel.is_main():
         return
     table = pd.concat(summary).pivot_table(index=["model", "language"], columns="metric", values="value")
     print(table.round(3).to_string())

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from layerprobe.cli import run
+from layerprobe import parallel
 from layerprobe.synthetic.runs import RunConfig, train_run
-from layerprobe.synthetic.train import is_main_process
 
 QUICK = dict(layers=2, width=64, heads=4, steps=60, batch=16, people=60, finetune_steps=30)
 """--quick: a smoke-test size (seconds) for scripts/run_all.sh."""
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or Path("out/runs") / (config.name() + ("-quick" if args.quick else "")))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     train_run(config, out, Path(args.data), device=device)
-    if is_main_process():
-        print(f"trained {out}; next: python probe_synthetic.py --run {out}")
+    parallel.say(f"trained {out}; next: python probe_synthetic.py --run {out}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from layerprobe import parallel
 from layerprobe.results import ResultsFile
-from layerprobe.synthetic.train import build_model, is_main_process, n_parameters, train
+from layerprobe.synthetic.train import build_model, n_parameters, train
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -181,7 +182,7 @@ def train_and_measure(run: CapacityRun, out_root: Path, results: ResultsFile, da
     model = build_model(run.arch, len(vocab), run.layers, run.width, run.heads, entries.shape[1], seed=run.seed).to(device)
     train(model, batch_fn(entries, run.batch, run.seed), steps=run.steps(), lr=run.lr, out_dir=Path(out_root) / run.name(),
           curve_csv=Path(data_dir) / f"train_{run.name()}.csv", desc=run.name(), progress=progress)
-    if not is_main_process():  # the main process measures and writes; the others only helped train
+    if not parallel.is_main():  # the main process measures and writes; the others only helped train
         return
     positions = [p + 1 for p in population.value_positions()]  # after <bos>
     total = known_bits(run.people, run.value_sizes)

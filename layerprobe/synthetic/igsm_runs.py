@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from layerprobe import parallel
 from layerprobe.errors import DataError, LayerprobeError
 from layerprobe.models import LoadedModel
 from layerprobe.results import ResultsFile, atomic_write_text
 from layerprobe.synthetic import igsm, igsm_lm
-from layerprobe.synthetic.train import build_model, is_main_process, load_trained, n_parameters, train, wrap
+from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
 
 RUN_FILE = "igsm_run.json"
 
@@ -80,7 +81,7 @@ def train_igsm(run: IGSMRun, out_root: Path, data_dir: Path, device: str = "cpu"
     batches = igsm_lm.batch_fn(vocab, run.config(), run.batch, seed=run.seed, retry_p=run.retry)
     train(model, batches, steps=run.steps, lr=run.lr, out_dir=out, curve_csv=Path(data_dir) / f"train_{run.name()}.csv",
           desc=run.name(), progress=progress)
-    if is_main_process():
+    if parallel.is_main():
         vocab.save(out / "vocab.json")
         atomic_write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(run), indent=1))
     return wrap(model, vocab, name=run.name())

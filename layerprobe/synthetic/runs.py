@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from layerprobe import parallel
 from layerprobe.errors import DataError, LayerprobeError
 from layerprobe.models import LoadedModel
 from layerprobe.results import atomic_write_text
 from layerprobe.synthetic import bios
 from layerprobe.synthetic.cfg import Grammar, get_grammar
 from layerprobe.synthetic.data import Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, pad, qa_docs, step_rng
-from layerprobe.synthetic.train import build_model, is_main_process, load_trained, n_parameters, train, wrap
+from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -119,7 +120,7 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
     if saved.exists() and RunConfig.load(saved) != config:
         raise LayerprobeError(f"{out_dir} holds a run with another configuration: use another --out or delete it")
     name = out_dir.name
-    if is_main_process():  # under a launcher the other processes only help train
+    if parallel.is_main():  # under a launcher the other processes only help train
         out_dir.mkdir(parents=True, exist_ok=True)
         config.save(saved)
         vocab.save(out_dir / "vocab.json")

@@ -151,23 +151,6 @@ def _share(batch: Batch, index: int, count: int) -> Batch:
     return batch.tensor_split(count)[index]
 
 
-def _processes():
-    """accelerate's view of the processes a launcher started (one without a launcher). On a machine
-    without a GPU accelerate starts the (gloo) process group only when told `cpu=True`."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=_no_gpu())
-
-
-def _no_gpu() -> bool:
-    return not torch.cuda.is_available()
-
-
-def is_main_process() -> bool:
-    """True in the process that writes run folders and CSVs (always, without a launcher)."""
-    return _processes().is_main_process
-
-
 def _rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -222,8 +205,9 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
     Under a launcher every process calls this with the same arguments (see the module notes)."""
     from accelerate import Accelerator
 
+    # the process state of layerprobe.parallel (cpu=True starts gloo on a machine without a GPU);
     # mixed precision stays the loop's own (bf16 autocast on CUDA), whatever a launcher's config says
-    accelerator = Accelerator(cpu=_no_gpu(), mixed_precision="no")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     n_processes, rank = accelerator.num_processes, accelerator.process_index
     if n_processes > 1:  # each process on its own device; alone, the model stays where the caller put it
         model.to(accelerator.device)
