@@ -29,7 +29,7 @@ import torch
 from layerprobe.engine import DEFAULT_BATCH_TOKENS, LOGIT_CHUNK_BYTES
 from layerprobe.errors import LayerprobeError
 from layerprobe.head import CORRECTION_RANK
-from layerprobe.models import REGISTRY, blocks_path, default_device, model_location, resolve_dtype
+from layerprobe.models import REGISTRY, blocks_path, default_device, model_location, register_canon, resolve_dtype
 
 GIB = 2**30
 CUDA_OVERHEAD = 1 * GIB
@@ -40,6 +40,7 @@ def model_config(name: str):
     """The model's config without its weights: stored numbers for aliases, config.json for folders and hub ids."""
     from transformers import AutoConfig
 
+    register_canon()  # a folder may hold a Canon model (layerprobe.synthetic.canon)
     source = REGISTRY.get(name)
     if source is not None:
         numbers = dict(source.config)

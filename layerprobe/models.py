@@ -25,6 +25,7 @@ from torch import nn
 from layerprobe import parallel
 from layerprobe.errors import LayerprobeError
 from layerprobe.publish import building, staged
+from layerprobe.synthetic.canon import register as register_canon
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def cache_dir() -> Path:
 # model_type -> (path to the block list, path to the final norm), relative to the CausalLM.
 _ARCHITECTURES: dict[str, tuple[str, str | None]] = {
     "llama": ("model.layers", "model.norm"),
+    "canon_llama": ("model.layers", "model.norm"),  # a Llama with Canon layers (layerprobe.synthetic.canon)
     "mistral": ("model.layers", "model.norm"),
     "qwen2": ("model.layers", "model.norm"),
     "gemma": ("model.layers", "model.norm"),
@@ -290,6 +292,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: str 
 
     from layerprobe.memory import plan_memory  # memory imports the engine, which imports this module
 
+    register_canon()  # folders of layerprobe's own Canon models load like any Llama
     device = device or default_device()
     if parallel.count() > 1 and device in ("auto", "cuda"):
         if device == "auto":

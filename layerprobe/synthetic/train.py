@@ -51,6 +51,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ from tqdm.auto import tqdm
 from layerprobe.errors import LayerprobeError
 from layerprobe.models import Adapter, LoadedModel
 from layerprobe.results import atomic_write_csv
+from layerprobe.synthetic.canon import canon_config, register
 from layerprobe.synthetic.vocab import Vocab
 
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -69,18 +71,23 @@ CURVE_COLUMNS = ["run", "step", "tokens", "loss", "lr"]
 
 
 def build_model(arch: str, vocab_size: int, n_layers: int, d_model: int, n_heads: int, max_len: int,
-                rotary: bool = True, seed: int = 0) -> nn.Module:
-    """A randomly initialised causal LM from a transformers config (no download, no dropout)."""
+                rotary: bool = True, seed: int = 0, canon: str = "") -> nn.Module:
+    """A randomly initialised causal LM from a transformers config (no download, no dropout).
+
+    `canon`: Canon layers at these places of every block, a subset of ABCD (llama only; layerprobe.synthetic.canon)."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig
 
     if d_model % n_heads:
         raise LayerprobeError(f"width {d_model} is not divisible by {n_heads} heads")
     special = dict(vocab_size=vocab_size, pad_token_id=Vocab.pad_id, bos_token_id=Vocab.bos_id,
                    eos_token_id=Vocab.eos_id, tie_word_embeddings=False)
+    if canon and arch != "llama":
+        raise LayerprobeError(f"Canon layers are built for --arch llama, not {arch}")
     if arch == "llama":
         if not rotary:
             raise LayerprobeError("llama uses rotary positions only; use --arch gpt2 for absolute positions")
-        config = LlamaConfig(hidden_size=d_model, intermediate_size=4 * d_model, num_hidden_layers=n_layers,
+        config = (partial(canon_config, canon) if canon else LlamaConfig)(
+                             hidden_size=d_model, intermediate_size=4 * d_model, num_hidden_layers=n_layers,
                              num_attention_heads=n_heads, num_key_value_heads=n_heads,
                              max_position_embeddings=max_len, **special)
     elif arch == "gpt2" and rotary:
@@ -308,6 +315,7 @@ def load_trained(out_dir: str | Path, name: str | None = None, device: str = "cp
     out_dir = Path(out_dir)
     if not (out_dir / "model" / "config.json").exists() or not (out_dir / "vocab.json").exists():
         raise LayerprobeError(f"{out_dir} holds no finished run (model/ and vocab.json): train it first")
+    register()  # a Canon model's config type
     model = AutoModelForCausalLM.from_pretrained(out_dir / "model", dtype=torch.float32).to(device)
     model.requires_grad_(False)
     return wrap(model, Vocab.load(out_dir / "vocab.json"), name=name or out_dir.name)

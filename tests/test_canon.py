@@ -1,0 +1,162 @@
+"""Canon layers: causal, not a no-op at any place, the parameter formula, and a checkpoint the tools still read."""
+
+import numpy as np
+import pytest
+import torch
+from tiny import VOCAB, byte_tokenizer
+
+from layerprobe import engine
+from layerprobe.errors import LayerprobeError
+from layerprobe.lens import LogitLens
+from layerprobe.models import load_model
+from layerprobe.reference import naive_score_items
+from layerprobe.synthetic.canon import Canon, canon_letters, n_canon_parameters, previous_positions
+from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train
+from layerprobe.synthetic.vocab import Vocab
+from layerprobe.tasks.base import MCItem
+
+LAYERS, WIDTH, HEADS = 2, 32, 4
+
+
+def canon_model(canon: str, vocab: int = 40, seed: int = 0):
+    return build_model("llama", vocab, LAYERS, WIDTH, HEADS, 64, seed=seed, canon=canon).eval()
+
+
+def logits(model, ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=False, **kwargs).logits
+
+
+def test_canon_module_is_a_causal_depthwise_convolution_plus_the_input():
+    torch.manual_seed(0)
+    canon = Canon(6, {})
+    hidden = torch.randn(2, 9, 6)
+    # conv1d's kernel runs oldest to newest: tap j (the j-th previous token) is kernel index 3 - j
+    kernel = canon.weight.flip(-1)[:, None, :]
+    expected = hidden + torch.nn.functional.conv1d(
+        torch.nn.functional.pad(hidden.transpose(1, 2), (3, 0)), kernel, groups=6).transpose(1, 2)
+    with torch.no_grad():
+        assert torch.allclose(canon(hidden), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("canon", ["A", "B", "C", "D", "ABCD"])
+def test_output_at_t_does_not_depend_on_later_tokens(canon):
+    model = canon_model(canon)
+    ids = torch.randint(3, 40, (3, 12), generator=torch.Generator().manual_seed(1))
+    for t in (0, 4, 10):
+        changed = ids.clone()
+        changed[:, t + 1:] = torch.randint(3, 40, changed[:, t + 1:].shape, generator=torch.Generator().manual_seed(t))
+        before, after = logits(model, ids), logits(model, changed)
+        assert torch.equal(before[:, : t + 1], after[:, : t + 1])
+        assert not torch.allclose(before[:, t + 1:], after[:, t + 1:])
+
+
+@pytest.mark.parametrize("canon", ["A", "B", "C", "D"])
+def test_each_place_changes_the_output_and_zero_weights_give_back_llama(canon):
+    model, plain = canon_model(canon), canon_model("")
+    missing = plain.load_state_dict(model.state_dict(), strict=False).unexpected_keys
+    assert missing and all("canon" in key for key in missing)
+    ids = torch.randint(3, 40, (2, 10), generator=torch.Generator().manual_seed(2))
+    assert (logits(model, ids) - logits(plain, ids)).abs().max() > 1e-3
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "canon" in name:
+                parameter.zero_()
+    assert torch.allclose(logits(model, ids), logits(plain, ids), atol=1e-5)
+
+
+@pytest.mark.parametrize("canon", ["A", "B", "C", "D", "AC", "ABCD"])
+def test_parameter_count_matches_the_formula(canon):
+    added = n_parameters(canon_model(canon)) - n_parameters(canon_model(""))
+    channels = {"A": WIDTH, "B": 3 * WIDTH, "C": WIDTH, "D": 2 * 4 * WIDTH}  # kv = d here, ffn = 4d
+    assert added == LAYERS * 4 * sum(channels[place] for place in canon)
+    assert added == n_canon_parameters(canon, LAYERS, WIDTH, WIDTH, 4 * WIDTH)
+
+
+def test_letters_and_architecture_are_checked():
+    assert canon_letters("dBa") == "ABD" and canon_letters("none") == ""
+    for bad in ("AE", "AA"):
+        with pytest.raises(LayerprobeError):
+            canon_letters(bad)
+    with pytest.raises(LayerprobeError, match="llama"):
+        build_model("gpt2", 40, 2, 32, 4, 64, canon="A")
+
+
+def test_taps_skip_padding_and_other_candidates():
+    keep = torch.tensor([[0, 0, 1, 1, 1]])
+    assert previous_positions(keep, 1, 5, torch.device("cpu"))[0, 4].tolist() == [4, 3, 2, -1]
+    # packed: prompt 0-1, candidate one at 2-3, candidate two at 4-5 (sees the prompt and itself only)
+    segment = torch.tensor([-1, -1, 0, 0, 1, 1])
+    allowed = torch.ones(6, 6, dtype=torch.bool).tril() & ((segment[None] == -1) | (segment[None] == segment[:, None]))
+    additive = torch.zeros(1, 1, 6, 6).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    assert previous_positions(additive, 1, 6, torch.device("cpu"))[0, 5].tolist() == [5, 4, 1, 0]
+
+
+def test_left_padded_generation_equals_greedy_full_forwards():
+    model = canon_model("ABCD")
+    prompts = [[1, 5, 9, 7, 3], [1, 8, 4]]
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, 5 - len(prompt):], attention[row, 5 - len(prompt):] = torch.tensor(prompt), 1
+    with torch.no_grad():
+        generated = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=6, do_sample=False,
+                                   pad_token_id=0, eos_token_id=None)
+    for row, prompt in enumerate(prompts):
+        sequence = list(prompt)
+        for _ in range(6):  # unpadded, one full forward per token
+            sequence.append(int(logits(model, torch.tensor([sequence]))[0, -1].argmax()))
+        assert generated[row, 5:].tolist() == sequence[len(prompt):]
+
+
+def test_a_kv_cache_is_refused():
+    model = canon_model("A")
+    with torch.no_grad():
+        cache = model(input_ids=torch.tensor([[1, 5, 6]]), use_cache=True).past_key_values
+        with pytest.raises(LayerprobeError, match="KV cache"):
+            model(input_ids=torch.tensor([[7]]), past_key_values=cache, use_cache=True)
+
+
+def test_trained_run_reloads_with_its_canon_layers(tmp_path):
+    vocab = Vocab([f"t{i}" for i in range(20)])
+    model = build_model("llama", len(vocab), LAYERS, WIDTH, HEADS, 32, canon="AD")
+
+    def batch_fn(step: int) -> torch.Tensor:
+        return torch.randint(3, len(vocab), (4, 12), generator=torch.Generator().manual_seed(step))
+
+    train(model, batch_fn, steps=3, out_dir=tmp_path, progress=False)
+    vocab.save(tmp_path / "vocab.json")
+    loaded = load_trained(tmp_path)
+    assert type(loaded.model).__name__ == "CanonLlamaForCausalLM" and loaded.model.config.canon == "AD"
+    ids = batch_fn(99)
+    assert torch.equal(logits(model.eval(), ids), logits(loaded.model, ids))
+
+
+@pytest.fixture
+def canon_folder(tmp_path, monkeypatch):
+    """A Canon model with a tokenizer, saved as a Hugging Face folder (weights scaled up to matter)."""
+    monkeypatch.setenv("LAYERPROBE_CACHE", str(tmp_path / "cache"))
+    model = build_model("llama", VOCAB, 3, WIDTH, HEADS, 512, seed=3, canon="ABCD")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0.0, 0.2)
+    model.save_pretrained(tmp_path / "model")
+    byte_tokenizer().save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_engine_and_lens_read_a_canon_checkpoint(canon_folder):
+    lm = load_model(str(canon_folder), device="cpu")
+    assert lm.adapter.model_type == "canon_llama" and lm.n_layers == 3
+    items = [MCItem("Q: 2 + 3 = ?\nA:", [" 5", " 6", " 23", " five hundred"], [0]),
+             MCItem("x", [" a", " bb", " ccc"], [1]),
+             MCItem("A much longer prompt, padded in a batch:", [" yes", " no"], [1])]
+    expected = naive_score_items(lm, items)  # one plain forward per candidate: no packing, no masks
+    got = engine.score_items(lm, items, progress=False, use_cache=False)
+    for mine, reference in zip(got.logprob, expected):
+        np.testing.assert_allclose(mine, reference, atol=2e-4)
+    ids = lm.tokenizer("The Canon lens check")["input_ids"]
+    states = engine.hidden_states_at(lm, [ids], [list(range(len(ids)))], progress=False)[0]
+    lens_logits = LogitLens(lm.adapter)(states[-1], lm.n_layers)
+    assert torch.allclose(lens_logits, logits(lm.model, torch.tensor([ids]))[0], atol=1e-4)
