@@ -95,13 +95,17 @@ def test_taps_skip_padding_and_other_candidates():
 def test_left_padded_generation_equals_greedy_full_forwards():
     model = canon_model("ABCD")
     prompts = [[1, 5, 9, 7, 3], [1, 8, 4]]
-    ids = torch.zeros(2, 5, dtype=torch.long)
+    ids = torch.full((2, 5), 7, dtype=torch.long)  # a pad id with a nonzero embedding: the mask must hide it
     attention = torch.zeros_like(ids)
     for row, prompt in enumerate(prompts):
         ids[row, 5 - len(prompt):], attention[row, 5 - len(prompt):] = torch.tensor(prompt), 1
+    padded = logits(model, ids, attention_mask=attention)
+    for row, prompt in enumerate(prompts):  # the pad tokens are not among the taps of the first real tokens
+        alone = logits(model, torch.tensor([prompt]))[0]
+        assert torch.allclose(padded[row, 5 - len(prompt):], alone, atol=1e-5)
     with torch.no_grad():
         generated = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=6, do_sample=False,
-                                   pad_token_id=0, eos_token_id=None)
+                                   pad_token_id=7, eos_token_id=None)
     for row, prompt in enumerate(prompts):
         sequence = list(prompt)
         for _ in range(6):  # unpadded, one full forward per token
