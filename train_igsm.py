@@ -27,7 +27,7 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.results import read_results
 from layerprobe.synthetic import igsm, igsm_lm
 from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, train_igsm, width_for_budget
-from layerprobe.synthetic.script_args import add_compute_args, compute_device
+from layerprobe.synthetic.script_args import add_canon_arg, add_compute_args, compute_device
 from layerprobe.synthetic.train import n_parameters
 
 QUICK = dict(layers=2, width=32, steps=20, batch=8)
@@ -50,6 +50,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depths", type=int, nargs="+", default=None,
                         help="depth-vs-width sweep: one model per depth, width chosen for the parameter count of --layers/--width")
     parser.add_argument("--eval", type=int, default=60, help="problems graded per split (default %(default)s)")
+    add_canon_arg(parser)
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
     add_compute_args(parser)
     args = parser.parse_args(argv)
@@ -63,7 +64,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
-    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset")}
+    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset", "canon")}
     if args.quick:
         values.update(QUICK)
     base = IGSMRun(**values)

@@ -24,6 +24,7 @@ import torch
 from layerprobe.cli import run
 from layerprobe import parallel
 from layerprobe.synthetic.runs import RunConfig, train_run
+from layerprobe.synthetic.script_args import add_canon_arg
 
 QUICK = dict(layers=2, width=64, heads=4, steps=60, batch=16, people=60, finetune_steps=30)
 """--quick: a smoke-test size (seconds) for scripts/run_all.sh."""
@@ -50,6 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--multi", type=int, default=defaults.multi, help="bios: M of multiM (default %(default)s)")
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps,
                         help="bios pretrain-finetune: QA fine-tuning steps (default %(default)s)")
+    add_canon_arg(parser)
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")

@@ -164,3 +164,45 @@ def test_engine_and_lens_read_a_canon_checkpoint(canon_folder):
     states = engine.hidden_states_at(lm, [ids], [list(range(len(ids)))], progress=False)[0]
     lens_logits = LogitLens(lm.adapter)(states[-1], lm.n_layers)
     assert torch.allclose(lens_logits, logits(lm.model, torch.tensor([ids]))[0], atol=1e-4)
+
+
+def test_khop_answers_are_the_kth_successor_on_one_cycle():
+    from layerprobe.synthetic.khop import KHopRun, batch
+
+    run = KHopRun(nodes=6, pool=10, hops=3, queries=5)
+    vocab = run.vocab()
+    ids, mask, hops = batch(run, vocab, step=7, size=4)
+    assert ids.shape == (4, run.length())
+    for row in range(4):
+        tokens = vocab.decode(ids[row].tolist())
+        edges = tokens[: 3 * run.nodes]
+        successor = dict(zip(edges[0::3], edges[1::3]))
+        assert edges[2::3] == [","] * run.nodes and len(successor) == run.nodes
+        walk = [edges[0]]  # one cycle through all nodes
+        while successor[walk[-1]] != edges[0]:
+            walk.append(successor[walk[-1]])
+        assert len(walk) == run.nodes
+        questions = tokens[3 * run.nodes:]
+        answers = [vocab.tokens[i] for i in ids[row][mask[row]].tolist()]
+        for q in range(run.queries):
+            mark, start, hop, equals, answer = questions[5 * q: 5 * q + 5]
+            node = start
+            for _ in range(int(hop[1:])):
+                node = successor[node]
+            assert (mark, equals, answer, answers[q], int(hop[1:])) == ("?", "=", node, node, int(hops[row, q]))
+
+
+def test_ablation_script_writes_rows_and_resumes(tmp_path):
+    from layerprobe.results import read_results
+    from train_canon import main
+
+    args = ["--quick", "--depths", "1", "--canon", "none", "BD", "--out", str(tmp_path / "runs"),
+            "--data", str(tmp_path / "data"), "--threads", "1"]
+    main(args)
+    paths = sorted((tmp_path / "data").glob("canon-khop_*.csv"))
+    rows = read_results(paths[0])
+    assert len(paths) == 2 and set(rows["subtask"]) == {"canon=BD/hops=1", "canon=BD/hops=2", "canon=BD/all"}
+    assert rows["n_params"].iloc[0] - read_results(paths[1])["n_params"].iloc[0] == 4 * (3 * 32 + 8 * 32)
+    before = paths[0].stat().st_mtime_ns
+    main(args)  # finished: nothing retrained, nothing rewritten
+    assert paths[0].stat().st_mtime_ns == before

@@ -37,9 +37,11 @@ class IGSMRun:
     seed: int = 0
     retry: float = 0.0  # probability of a retry step (part 2.2)
     preset: str = "cpu"  # igsm.PRESETS key
+    canon: str = ""  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon)
 
     def name(self) -> str:
-        return f"igsm-{self.preset}-{self.arch}-l{self.layers}w{self.width}-retry{self.retry:g}-s{self.steps}"
+        canon = f"-canon{self.canon}" if self.canon else ""
+        return f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}-s{self.steps}"
 
     def condition(self) -> str:
         """How the accuracy CSVs name this run's training condition."""
@@ -54,7 +56,8 @@ class IGSMRun:
         return 320 if self.preset == "cpu" else 1024
 
     def build(self, vocab_size: int) -> torch.nn.Module:
-        return build_model(self.arch, vocab_size, self.layers, self.width, self.heads, self.max_len(), seed=self.seed)
+        return build_model(self.arch, vocab_size, self.layers, self.width, self.heads, self.max_len(), seed=self.seed,
+                           canon=self.canon)
 
 
 def width_for_budget(run: IGSMRun, layers: int, budget: int, vocab_size: int) -> int:

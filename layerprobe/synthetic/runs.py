@@ -45,9 +45,10 @@ class RunConfig:
     augment: bool = False  # bios: multi + permute + fullname
     multi: int = 5
     finetune_steps: int = 300  # bios pretrain-finetune
+    canon: str = ""  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon)
 
     def name(self) -> str:
-        position = "" if self.rotary else "-abs"
+        position = ("" if self.rotary else "-abs") + (f"-canon{self.canon}" if self.canon else "")
         if self.world == "cfg":
             return f"cfg-{self.grammar}-{self.arch}{position}"
         return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}"
@@ -96,7 +97,7 @@ def validate(config: RunConfig) -> None:
 def new_model(config: RunConfig, vocab: Vocab, seed: int | None = None):
     """The run's architecture with fresh random weights (the trained model's untrained twin)."""
     return build_model(config.arch, len(vocab), config.layers, config.width, config.heads, config.max_len(),
-                       rotary=config.rotary, seed=config.seed if seed is None else seed)
+                       rotary=config.rotary, seed=config.seed if seed is None else seed, canon=config.canon)
 
 
 def _mixed_batches(bios_part: list, qa_part: list, batch: int, seed: int):
