@@ -36,7 +36,9 @@ def test_canon_module_is_a_causal_depthwise_convolution_plus_the_input():
     expected = hidden + torch.nn.functional.conv1d(
         torch.nn.functional.pad(hidden.transpose(1, 2), (3, 0)), kernel, groups=6).transpose(1, 2)
     with torch.no_grad():
-        assert torch.allclose(canon(hidden), expected, atol=1e-6)
+        assert torch.allclose(canon(hidden), expected, atol=1e-6)  # no mask: the convolution path
+        canon.taps["index"] = previous_positions(torch.ones(2, 9), 2, 9, torch.device("cpu"))
+        assert torch.allclose(canon(hidden), expected, atol=1e-6)  # a mask: the gathering path
 
 
 @pytest.mark.parametrize("canon", ["A", "B", "C", "D", "ABCD"])

@@ -90,12 +90,15 @@ class Canon(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         index = self.taps.get("index")
-        if index is None or index.shape[:2] != hidden.shape[:2]:
-            index = previous_positions(None, hidden.shape[0], hidden.shape[1], hidden.device)
+        weight = self.weight.to(hidden.dtype)
+        if index is None:  # plain causal order (training): a padded depthwise conv1d, much faster than gathering
+            kernel = weight.flip(-1)[:, None, :]  # conv1d runs oldest tap first
+            padded = nn.functional.pad(hidden.transpose(1, 2), (KERNEL - 1, 0))
+            return hidden + nn.functional.conv1d(padded, kernel, groups=hidden.shape[-1]).transpose(1, 2)
         flat = index.clamp(min=0).reshape(hidden.shape[0], -1, 1).expand(-1, -1, hidden.shape[-1])
         gathered = hidden.gather(1, flat).view(*index.shape, hidden.shape[-1])  # [B, T, KERNEL, C]
         gathered = gathered * (index >= 0)[..., None].to(hidden.dtype)
-        return hidden + torch.einsum("btkc,ck->btc", gathered, self.weight.to(hidden.dtype))
+        return hidden + torch.einsum("btkc,ck->btc", gathered, weight)
 
 
 def _after(canon: Canon):
@@ -166,8 +169,9 @@ def _classes() -> tuple[type, type]:
                 raise LayerprobeError("a Canon model runs without a KV cache: call it with use_cache=False")
             ids = kwargs.get("input_ids", args[0] if args else None)
             reference = ids if ids is not None else kwargs["inputs_embeds"]
-            self._canon_taps["index"] = previous_positions(kwargs.get("attention_mask"), reference.shape[0],
-                                                           reference.shape[1], reference.device)
+            mask = kwargs.get("attention_mask")
+            self._canon_taps["index"] = None if mask is None else previous_positions(
+                mask, reference.shape[0], reference.shape[1], reference.device)
 
         def _clear_taps(self, module: nn.Module, args: tuple, output: object) -> None:
             self._canon_taps.pop("index", None)
