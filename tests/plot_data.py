@@ -140,6 +140,12 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                                  method=method, layer=-1, n_layers=4, metric="bits_per_param",
                                  value=loss * per_param * min(1.0, 3e5 / n_params * 1.5), n_items=1000, ci_low="",
                                  ci_high="", n_params=int(n_params), exposures=exposures, quantised=method == "int8"))
+    for n_layers in (2, 4):
+        for canon, value in (("none", 0.15), ("A", 0.6), ("ABCD", 0.7)):
+            for hop in ("hops=1", "hops=2", "all"):
+                rows.append(dict(summary(outcomes(np.array([value]), 80, rng)[0], f"khop-l{n_layers}-{canon}", "canon-khop",
+                                         f"canon={canon}/{hop}", "", "argmax"),
+                                 n_layers=n_layers, canon=canon, nodes=8, n_params=136000, train_cpu_s=80.0))
     return rows
 
 

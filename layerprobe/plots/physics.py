@@ -10,7 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, PercentFormatter
 
 from layerprobe.plots.common import (
     SERIES_PALETTE, Canvas, Data, Outcome, depth, layer_axis, legend_below, missing, model_order, new_figure, ordered,
@@ -19,7 +19,7 @@ from layerprobe.plots.common import (
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
-SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity"]
+SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "canon-khop"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -215,3 +215,48 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "Knowledge capacity: bits per parameter vs model size"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_capacity", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+CANON_ORDER = ["none", "A", "ABCD"]
+
+
+def synthetic_canon(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Canon-layer ablation on k-hop lookup: accuracy by hop count, one panel per depth, one line per placement."""
+    rows = select(data.results, task="canon-khop", metric="accuracy")
+    if rows.empty or "canon" not in rows.columns:
+        return missing("syn_canon", SYNTHETIC, "no task 'canon-khop' rows with the extra column canon")
+    rows = rows.assign(canon=rows["canon"].fillna("none").astype(str),
+                       hop=[s.rsplit("/", 1)[-1] for s in rows["subtask"]])
+    depths = sorted(set(rows["n_layers"].astype(int)))
+    figure = new_figure(3.6 * len(depths) + 1.0, 3.6)
+    axes = figure.subplots(1, len(depths), squeeze=False, sharey=True).ravel()
+    colours = dict(zip(ordered(rows["canon"], CANON_ORDER), SERIES_PALETTE))
+    readings, handles = [], {}
+    for ax, n_layers in zip(axes, depths):
+        mine = rows[rows["n_layers"].astype(int) == n_layers]
+        overall = []
+        for canon in ordered(mine["canon"], CANON_ORDER):
+            line = mine[(mine["canon"] == canon) & (mine["hop"] != "all")]
+            line = line.assign(k=[int(h.split("=")[1]) for h in line["hop"]]).sort_values("k")
+            errors = [line["value"] - line["ci_low"], line["ci_high"] - line["value"]]
+            handles[canon] = ax.errorbar(line["k"], line["value"], yerr=errors, marker="o", capsize=3,
+                                         color=colours[canon], label=f"Canon {canon}")
+            total = mine[(mine["canon"] == canon) & (mine["hop"] == "all")]
+            if not total.empty:
+                first = total.iloc[0]
+                cost = f", {first['train_cpu_s']:.0f} CPU s" if "train_cpu_s" in total.columns else ""
+                params = f"{int(first['n_params']):,} params" if "n_params" in total.columns else ""
+                overall.append(f"{canon} {pct(first['value'])} ({params}{cost})")
+        if "nodes" in mine.columns and mine["nodes"].notna().any():
+            ax.axhline(1 / float(mine["nodes"].dropna().iloc[0]), color="grey", ls=":", lw=1)
+        ax.set_title(f"{n_layers} layers")
+        ax.set_xlabel("hops k")
+        ax.set_xticks(sorted({int(h.split("=")[1]) for h in mine["hop"] if h != "all"}))
+        ax.set_ylim(0, 1.02)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        readings.append(f"{n_layers} layers: " + ", ".join(overall))
+    axes[0].set_ylabel("answer accuracy (held-out documents)")
+    legend_below(figure, list(handles.values()), [f"Canon {c}" for c in handles])
+    title = "Canon layers on k-hop lookup: accuracy by hop count (dotted: chance)"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_canon", SYNTHETIC, title, "Accuracy over all hops; " + "; ".join(readings) + ".")]
