@@ -32,6 +32,7 @@ if [ "$quick" = 1 ]; then
   step probe_synthetic.py --run $out/runs/cfg-quick --quick --out $out/data
   step train_igsm.py --quick --retry 0 --out $out/runs --data $out/data
   step train_capacity.py --quick --out $out/runs --data $out/data
+  step train_canon.py --quick --out $out/runs --data $out/data
   step plot_figures.py --data $out/data --out $out/figures --dpi 120
 else
   out=out
@@ -52,6 +53,7 @@ else
   done
   step train_igsm.py --retry 0 0.1 0.5 --out $out/runs --data $out/data
   step train_capacity.py --out $out/runs --data $out/data
+  step train_canon.py --out $out/runs --data $out/data
   step plot_figures.py --data $out/data --out $out/figures
 fi
 echo
