@@ -208,3 +208,15 @@ def test_ablation_script_writes_rows_and_resumes(tmp_path):
     before = paths[0].stat().st_mtime_ns
     main(args)  # finished: nothing retrained, nothing rewritten
     assert paths[0].stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("script", ["train_canon", "train_igsm", "train_synthetic"])
+def test_a_bad_canon_flag_is_a_one_line_usage_error(script, capsys):
+    import importlib
+
+    extra = ["--world", "cfg"] if script == "train_synthetic" else []
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).parse(extra + ["--canon", "ABE"])
+    assert stop.value.code == 2 and "subset of the letters ABCD" in capsys.readouterr().err
+    canon = importlib.import_module(script).parse(extra + ["--canon", "da"]).canon
+    assert canon == (["AD"] if script == "train_canon" else "AD")
