@@ -3,7 +3,8 @@
     python trace_layers.py                                  # all analyses, both lenses, SmolLM2
     python trace_layers.py --analysis pos,facts --lens logit --limit 20
 
-Writes out/data/trace_<model>.csv (schema of CSV_CONVENTIONS.md, methods logit-lens / tuned-lens).
+Writes out/data/trace_<model>.csv (schema of CSV_CONVENTIONS.md, methods logit-lens / tuned-lens), with
+the held-out KL(final || lens) per layer of both lenses (task lens, metric kl) when the tuned lens is used.
 Finished (analysis, lens) units are skipped on a rerun, so an interrupted run resumes. The tuned
 lens is trained once per model on the training part of the corpus and cached under
 $LAYERPROBE_CACHE/lenses (or --lens-dir).
@@ -20,7 +21,7 @@ from pathlib import Path
 from layerprobe import parallel
 from layerprobe.cli import add_model_args, add_run_args, models_from_args, run
 from layerprobe.corpus import SOURCES, corpus_paragraphs, load_corpus, split_corpus
-from layerprobe.lens import Lens, LogitLens, TunedLensConfig, cached_tuned_lens, default_lens_folder
+from layerprobe.lens import Lens, LogitLens, TunedLens, TunedLensConfig, cached_tuned_lens, default_lens_folder, kl_rows
 from layerprobe.models import LoadedModel, load_model
 from layerprobe.results import ResultsFile
 from layerprobe.trace import ANALYSE, ANALYSES, TraceContext
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lens", choices=["logit", "tuned", "both"], default="both", help="which lens (default both)")
     parser.add_argument("--lens-dir", default=None,
                         help="tuned-lens folder: loaded if it holds a lens, else trained and saved there "
-                             "(default: $LAYERPROBE_CACHE/lenses/<model>-<corpus>-steps<N>-seed0)")
+                             "(default: $LAYERPROBE_CACHE/lenses/<model>-<corpus>-v<version>-<hash of the settings>)")
     parser.add_argument("--lens-steps", type=int, default=TunedLensConfig.steps,
                         help=f"tuned-lens training steps when one is trained (default {TunedLensConfig.steps})")
     parser.add_argument("--corpus", default="default",
@@ -67,8 +68,9 @@ def build_lenses(lm: LoadedModel, methods: list[str], args: argparse.Namespace, 
         if method == METHODS["logit"]:
             lenses[method] = LogitLens(lm.adapter)
         else:
-            folder = args.lens_dir or default_lens_folder(lm.name, corpus_name, args.lens_steps, seed=0)
-            lenses[method] = cached_tuned_lens(lm, folder, train, held_out, steps=args.lens_steps, corpus=corpus_name)
+            settings = dict(steps=args.lens_steps, corpus=corpus_name)
+            folder = args.lens_dir or default_lens_folder(lm.name, corpus_name, TunedLens.for_model(lm, **settings).config)
+            lenses[method] = cached_tuned_lens(lm, folder, train, held_out, **settings)
     return lenses
 
 
@@ -89,6 +91,10 @@ def run_model(model: str, args: argparse.Namespace) -> None:
     train, held_out = (corpus_paragraphs(part) for part in split_corpus(load_corpus(args.corpus, args.text)))
     lm = load_model(model, device=args.device, dtype=args.dtype)
     lenses = build_lenses(lm, methods_needed, args, corpus_name, train, held_out)
+    tuned = lenses.get(METHODS["tuned"])
+    if isinstance(tuned, TunedLens) and parallel.is_main():
+        # The held-out KL per layer of both lenses, measured when the tuned lens was trained.
+        results.add(kl_rows(tuned.config, METHODS["logit"], METHODS["tuned"]))
     context = TraceContext(lm, lenses, train, held_out, args.limit, args.seed, progress=parallel.is_main())
     for analysis, methods in todo.items():
         if not methods:

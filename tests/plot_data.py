@@ -101,6 +101,18 @@ def study2_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dic
             flips[-1] = 0.0  # the last layer is the final prediction: nothing flips there
             rows += layer_rows(flips, metric="flip_rate", model=model, task="flips", method=method, subtask=bucket,
                                language="en")
+    return rows + lens_kl_rows(model, n_layers, rng)
+
+
+def lens_kl_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dict]:
+    """Held-out KL per layer of both lenses (trace_layers.py): large early for the logit lens, 0 at the last layer."""
+    depth = np.arange(n_layers + 1) / n_layers
+    rows: list[dict] = []
+    for method, scale in (("logit-lens", 15.0), ("tuned-lens", 2.0)):
+        values = scale * (1 - depth) * (1 + 0.1 * rng.random(n_layers + 1))
+        rows += [dict(model=model, task="lens", subtask="held-out", language="en", method=method, layer=layer,
+                      n_layers=n_layers, metric="kl", value=float(v), n_items=1024, ci_low=0.9 * float(v),
+                      ci_high=1.1 * float(v)) for layer, v in enumerate(values)]
     return rows
 
 

@@ -27,7 +27,7 @@ EXPECTED = (
     + [f"s1_lens_probe_{m}" for m in DEPTHS] + ["s1_sizes"]
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
-    + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips")]
+    + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips", "lens_kl")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_qa", "syn_capacity"]
 )
 
@@ -66,6 +66,17 @@ def test_readings_quote_the_best_layer_from_the_csv(rendered: Path) -> None:
     row = curve.iloc[best]
     expected = (f"{FULL} (lens-norm): best layer {best} of {DEPTHS[FULL]}, {row.value:.1%} "
                 f"(95% CI {row.ci_low:.1%}-{row.ci_high:.1%}), layer {DEPTHS[FULL]} {curve.value.iloc[-1]:.1%}")
+    assert expected in report_text(rendered)
+
+
+def test_lens_kl_reading_quotes_the_mean_per_layer_ratio_from_the_csv(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / f"trace_{FULL}.csv", keep_default_na=False)
+    kl = rows[(rows.task == "lens") & (rows.metric == "kl") & (rows.layer < DEPTHS[FULL])]
+    by_method = {method: part.sort_values("layer").value.to_numpy() for method, part in kl.groupby("method")}
+    ratio = by_method["tuned-lens"] / by_method["logit-lens"]
+    assert len(ratio) == DEPTHS[FULL]
+    expected = (f"the tuned lens's KL is {ratio.mean():.2f} of the logit lens's on average over layers 0-{DEPTHS[FULL] - 1} "
+                f"(ratio per layer, from {ratio.min():.2f} to {ratio.max():.2f}), below it at {DEPTHS[FULL]} of {DEPTHS[FULL]}")
     assert expected in report_text(rendered)
 
 

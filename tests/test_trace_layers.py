@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pandas as pd
@@ -73,7 +74,18 @@ def test_tuned_lens_is_trained_once_into_lens_dir(tiny_setup, tmp_path, capsys):
     trace_layers.main(_args(tiny_setup, tmp_path / "b", "flips", "tuned", "--lens-dir", str(lens_dir), "--lens-steps", "3"))
     assert "training a tuned lens" not in capsys.readouterr().out
     assert _csv(tmp_path / "a").read_bytes() == _csv(tmp_path / "b").read_bytes()
-    assert set(read_results(_csv(tmp_path / "a"))["method"]) == {"tuned-lens"}
+    frame = read_results(_csv(tmp_path / "a"))
+    assert set(frame[frame["task"] != "lens"]["method"]) == {"tuned-lens"}
+    # Both lenses' held-out KL per layer, as measured when the lens was trained; the tuned lens is below.
+    config = json.loads((lens_dir / "config.json").read_text())
+    kl = frame[(frame["task"] == "lens") & (frame["metric"] == "kl")]
+    for method, measured in (("logit-lens", config["held_out_kl_logit"]), ("tuned-lens", config["held_out_kl_tuned"])):
+        curve = kl[kl["method"] == method].sort_values("layer")
+        assert curve["layer"].tolist() == list(range(len(measured)))
+        assert curve["value"].to_numpy() == pytest.approx(measured)
+        assert (curve["n_items"] == config["held_out_positions"]).all()
+    assert config["held_out_kl_tuned"][-1] == pytest.approx(0.0, abs=1e-5)
+    assert all(t < lg for t, lg in zip(config["held_out_kl_tuned"][:-1], config["held_out_kl_logit"][:-1]))
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tiny_setup, tmp_path, capsys):

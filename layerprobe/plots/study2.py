@@ -185,3 +185,41 @@ def study2_flips(data: Data, canvas: Canvas) -> list[Outcome]:
         figure.suptitle(title)
         outcomes.append(canvas.save(figure, f"s2_flips_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
     return outcomes
+
+
+def study2_lens_kl(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Held-out KL(final || lens) per layer of the logit lens and the trained tuned lens (how good the lens is)."""
+    rows = select(data.results, task="lens", metric="kl")
+    rows = rows[rows["layer"] >= 0]
+    if rows.empty:
+        return missing("s2_lens_kl", STUDY2, "no task 'lens' rows with metric kl (trace_layers.py --lens tuned or both)")
+    outcomes: list[Outcome] = []
+    for model in model_order(rows):
+        mine = select(rows, model=model)
+        n_layers = depth(mine)
+        figure = new_figure(7.5, 4)
+        ax = figure.add_subplot()
+        curves = {}
+        for number, method in enumerate(ordered(mine["method"], LENSES)):
+            curve = select(mine, method=method).sort_values("layer")
+            curve = curve[curve["layer"] < n_layers]  # both lenses are exact at the last layer (KL 0)
+            curves[method] = curve.set_index("layer")["value"]
+            colour = SERIES_PALETTE[number]
+            ax.plot(curve["layer"], curve["value"], LENS_STYLE.get(method, ":"), marker="o", ms=3, color=colour, label=method)
+            ax.fill_between(curve["layer"], curve["ci_low"], curve["ci_high"], color=colour, alpha=0.2, lw=0)
+        ax.set_yscale("log")
+        ax.set_ylabel("held-out KL(final || lens), nats (log scale)")
+        layer_axis(ax, n_layers)
+        legend_below(figure, *ax.get_legend_handles_labels(), "lens")
+        title = f"{model}: how far each lens is from the model's final distribution, per layer"
+        figure.suptitle(title)
+        readings = [f"{method}: {curve.iloc[0]:.2f} nats at layer {curve.index[0]}, {curve.max():.2f} at its worst "
+                    f"(layer {curve.idxmax()}), {curve.iloc[-1]:.2f} at layer {curve.index[-1]}"
+                    for method, curve in curves.items() if len(curve)]
+        if set(LENSES) <= set(curves):
+            ratio = (curves["tuned-lens"] / curves["logit-lens"]).dropna()
+            readings.append(f"the tuned lens's KL is {ratio.mean():.2f} of the logit lens's on average over layers "
+                            f"0-{n_layers - 1} (ratio per layer, from {ratio.min():.2f} to {ratio.max():.2f}), "
+                            f"below it at {int((ratio < 1).sum())} of {len(ratio)} layers")
+        outcomes.append(canvas.save(figure, f"s2_lens_kl_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
+    return outcomes
