@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown analysis '{unknown[0]}': use {', '.join(ANALYSES)} or all")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    if args.lens_steps < 1:
-        parser.error("--lens-steps must be at least 1")
+    if args.lens_steps < 0:
+        parser.error("--lens-steps must be at least 0 (0: the least-squares start only)")
     return args
 
 

@@ -7,9 +7,16 @@ model's logits exactly.
 
 The tuned lens (Belrose et al. 2023) puts one affine translator in front of that head for every
 layer 0..L-1, trained to minimise KL(final || translated) on text. Translator l reads the state of
-layer l, which is the *input* of the next block: training it on a block's output instead shifts
-every curve by one layer (the bug DESIGN.md warns about). Translators are parametrised residually,
-h + A h + b with A = 0, b = 0 at the start, so an untrained tuned lens is the logit lens.
+layer l, which is the *input* of the next block (transformers' `hidden_states[l]`, the tuned-lens
+package's `transform_hidden(h, idx=l)`; like that package, layer L has no translator): training it
+on a block's output instead shifts every curve by one layer (the bug DESIGN.md warns about).
+Translators are parametrised residually, h + A h + b, so A = 0, b = 0 is the logit lens.
+
+Training (`train_tuned_lens`) caches the states of every layer for tens of thousands of training
+tokens once, sets each translator to the ridge least-squares map from its layer's states to the last
+layer's (d x d normal equations: seconds), then optionally fine-tunes on the KL itself. The KL is the
+expensive part: every position of every layer is unembedded over the whole vocabulary, forward and
+backward, so it runs fused in row chunks with a bf16 unembedding (`unembed_kl`).
 """
 
 from __future__ import annotations
@@ -80,12 +87,12 @@ class TunedLensConfig:
     d_model: int
     corpus: str = "default"
     train_tokens: int = 16384
-    held_out_tokens: int = 2048
+    held_out_tokens: int = 1024
     ridge: float = 1e-3
-    steps: int = 60
+    steps: int = 8
     positions_per_step: int = 512
-    optimizer: str = "sgd"
-    learning_rate: float = 1.0
+    optimizer: str = "adam"
+    learning_rate: float = 1e-5
     momentum: float = 0.9
     train_head: str = "bfloat16"
     seed: int = 0
@@ -294,6 +301,8 @@ def fine_tune(lens: "TunedLens", states: torch.Tensor, progress: bool = True) ->
     linearly to 0. Returns the training loss per step (mean KL per layer, before the step).
     """
     config = lens.config
+    if config.steps == 0:
+        return []
     if config.train_head not in TRAIN_HEADS:
         raise ValueError(f"unknown train_head '{config.train_head}': use {', '.join(TRAIN_HEADS)}")
     adapter = lens.adapter
