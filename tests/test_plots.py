@@ -75,7 +75,7 @@ def test_lens_kl_reading_quotes_the_mean_per_layer_ratio_from_the_csv(rendered: 
     by_method = {method: part.sort_values("layer").value.to_numpy() for method, part in kl.groupby("method")}
     ratio = by_method["tuned-lens"] / by_method["logit-lens"]
     assert len(ratio) == DEPTHS[FULL]
-    expected = (f"the tuned lens's KL is {ratio.mean():.2f} of the logit lens's on average over layers 0-{DEPTHS[FULL] - 1} "
+    expected = (f"KL(tuned) / KL(logit) is {ratio.mean():.2f} on average over layers 0-{DEPTHS[FULL] - 1} "
                 f"(ratio per layer, from {ratio.min():.2f} to {ratio.max():.2f}), below it at {DEPTHS[FULL]} of {DEPTHS[FULL]}")
     assert expected in report_text(rendered)
 

@@ -218,7 +218,7 @@ def study2_lens_kl(data: Data, canvas: Canvas) -> list[Outcome]:
                     for method, curve in curves.items() if len(curve)]
         if set(LENSES) <= set(curves):
             ratio = (curves["tuned-lens"] / curves["logit-lens"]).dropna()
-            readings.append(f"the tuned lens's KL is {ratio.mean():.2f} of the logit lens's on average over layers "
+            readings.append(f"KL(tuned) / KL(logit) is {ratio.mean():.2f} on average over layers "
                             f"0-{n_layers - 1} (ratio per layer, from {ratio.min():.2f} to {ratio.max():.2f}), "
                             f"below it at {int((ratio < 1).sum())} of {len(ratio)} layers")
         outcomes.append(canvas.save(figure, f"s2_lens_kl_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
