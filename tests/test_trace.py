@@ -13,7 +13,7 @@ from layerprobe.tasks.factual import Fact
 from layerprobe.trace.facts import fact_cuts, trace_facts
 from layerprobe.trace.frequency import bucket_of, flip_rows, frequency_rows, token_frequency_ranks
 from layerprobe.trace.options import (
-    OptionItem, OptionTrace, entailment_items, lettered, option_rows, sentiment_items, trace_options,
+    OptionItem, OptionTrace, entailment_items, option_rows, sentiment_items, trace_options,
 )
 from layerprobe.trace.pos import pos_cuts, trace_cuts, word_cut_positions
 from layerprobe.trace.readout import (
@@ -162,14 +162,6 @@ def test_options_of_different_counts_share_one_prefix_list():
     assert np.isneginf(logprob[0, :, 2]).all() and np.isfinite(logprob[0, :, :2]).all() and np.isfinite(logprob[1]).all()
     with pytest.raises(LayerprobeError, match="prefixes"):
         trace_options(lm, {"logit": LogitLens(lm.adapter)}, [items[1], OptionItem("x", ["B", "A"], 0)], progress=False)
-
-
-def test_lettered_questions_keep_the_correct_answer():
-    item = MCItem("Q: What is 2 + 2?\nA:", [" 3", " 4", " 5", " 6", " 7"], [1])
-    question = lettered(item, seed=0)
-    assert question.prompt.startswith("Q: What is 2 + 2?\nChoices:\nA. ") and question.prompt.endswith("\nAnswer:")
-    assert question.options == [" A", " B", " C", " D"]
-    assert f"{'ABCD'[question.correct]}. 4" in question.prompt
 
 
 def test_sentiment_and_entailment_items_are_labelled_consistently():

@@ -94,7 +94,7 @@ def test_all_analyses_on_smollm2(tmp_path):
     assert set(frame["task"]) == {"pos", "facts", "options", "frequency", "flips"}
     assert set(frame["method"]) == {"logit-lens"}
     assert {"DET", "NOUN", "RANDOM"} <= set(frame[frame["task"] == "pos"]["subtask"])
-    assert {"sentiment", "entailment", "factual-lettered"} <= set(frame[frame["task"] == "options"]["subtask"])
+    assert {"mmlu", "sentiment", "entailment"} == set(frame[frame["task"] == "options"]["subtask"])
     rank1 = frame[(frame["metric"] == "rank1_share") & (frame["layer"] == 30)]
     assert len(rank1) and (rank1["value"] == 1.0).all()  # the target is the final top-1
     earliest = frame[(frame["metric"] == "earliest_layer")]
