@@ -8,7 +8,6 @@ import torch
 from tiny import tiny_lm
 
 from layerprobe.lens import LogitLens
-from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import Fact
 from layerprobe.trace.facts import fact_cuts, trace_facts
 from layerprobe.trace.frequency import bucket_of, flip_rows, frequency_rows, token_frequency_ranks
@@ -68,6 +67,7 @@ def test_read_positions_matches_a_naive_full_lens(model_type):
         logprobs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
         np.testing.assert_allclose(readout.prob[row], np.exp(logprobs[:, target]), rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(readout.option_logprob[row], logprobs[:, options], rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(readout.option_rank[row], 1 + (logits[:, None, :] > logits[:, options, None]).sum(-1))
     assert (readout.rank[:, -1] == 1).all()
 
 
