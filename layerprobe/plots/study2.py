@@ -160,7 +160,7 @@ def study2_shortlist(data: Data, canvas: Canvas) -> list[Outcome]:
         share_axis(share_ax, "share of questions")
         share_ax.set_title("letters all in the top k of the vocabulary;\ncorrect letter first among them (black)")
         rank_ax.axhline(2.5, color="grey", ls=":", lw=1)
-        rank_ax.invert_yaxis()
+        rank_ax.set_ylim(max(4.0, float(select(mine, metric="correct_option_rank")["value"].max())) + 0.1, 0.9)  # 1 on top
         rank_ax.set_ylabel("mean rank of the correct letter among A-D")
         rank_ax.set_title("the choice among the letters (chance 2.5)")
         for ax in (share_ax, rank_ax):
