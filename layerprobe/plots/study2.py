@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 
 from layerprobe.plots.common import (
@@ -117,7 +118,7 @@ SHORTLIST_SUBTASK = "mmlu"
 SHORTLIST_PALETTE = {4: "#1b9e77", 10: "#d95f02", 100: "#7570b3"}
 
 
-def _first_layer_at(curve, share: float) -> str:
+def _first_layer_at(curve: pd.DataFrame, share: float) -> str:
     """'layer 12', the first layer whose value reaches `share`, or 'never'."""
     reached = curve[curve["value"] >= share]
     return f"layer {int(reached['layer'].iloc[0])}" if len(reached) else "never"
