@@ -10,8 +10,8 @@ from layerprobe.engine import hidden_states_at
 from layerprobe.probes import cross_validate
 from layerprobe.results import ResultsFile, read_results
 from layerprobe.synthetic.evaluate import answers_correct, cfg_generation, sample
-from layerprobe.synthetic import evaluate, report
-from layerprobe.synthetic.report import ProbeOptions, cfg_report
+from layerprobe.synthetic import bios, evaluate, report
+from layerprobe.synthetic.report import ProbeOptions, bios_report, cfg_report
 from layerprobe.synthetic.runs import RunConfig, new_model, random_twin
 from layerprobe.synthetic.train import build_model, train, wrap
 from layerprobe.synthetic.vocab import Vocab
@@ -173,3 +173,50 @@ def test_cfg_generation_rows_equal_an_independent_parse_of_the_samples(tmp_path,
         assert rows.loc["mean_length", "value"] == pytest.approx(np.mean([len(t) for t in strings]))
         if subtask == "root":
             assert 0 < np.mean(accepted) < 1 and len(set(strings)) == 2  # both branches were sampled
+
+
+def test_bios_report_qa_rows_count_what_an_oracle_answers_and_probes_cover_every_attribute(tmp_path):
+    """bios_report: with a forward hook that makes the model answer exactly the known people's QA (every
+    token, then <eos>), each QA accuracy row is the known share of its split, counted by hand; the P/Q-probe
+    rows cover every position, attribute and layer, for the model and its random twin; a rerun adds nothing."""
+    config = RunConfig(world="bios", layers=2, width=32, heads=4, people=24)
+    population, vocab = config.population(), config.vocab()
+    lm = wrap(new_model(config, vocab), vocab, "tiny-bios")
+    known = set(population.qa_train[::2]) | set(population.qa_test[:1])
+    answers = {}
+    for person in known:
+        for task in bios.ATTRIBUTES:
+            prompt, answer = bios.qa_tokens(population.people[person], task)
+            answers[tuple(vocab.encode(prompt, bos=True))] = vocab.encode(answer, eos=True)
+
+    def oracle(module, args, kwargs, output):
+        for row, ids in enumerate(kwargs["input_ids"].tolist()):
+            for prompt, answer in answers.items():
+                if tuple(ids[: len(prompt)]) == prompt:
+                    for j, token in enumerate(answer):
+                        output.logits[row, len(prompt) - 1 + j, token] = 1e4
+        return output
+
+    handle = lm.model.register_forward_hook(oracle, with_kwargs=True)
+    try:
+        options = ProbeOptions(folds=2)
+        bios_report(config, lm, random_twin(config, lm), ResultsFile(tmp_path / "bios.csv"), options)
+    finally:
+        handle.remove()
+    frame = read_results(tmp_path / "bios.csv")
+    qa = frame[frame.task == "bios-qa"]
+    for split, people in (("train", population.qa_train), ("test", population.qa_test)):
+        share = len(known & set(people)) / len(people)
+        rows = qa[qa.language == split].set_index("attribute")
+        assert set(rows.index) == set(bios.ATTRIBUTES) | {"all"}
+        assert rows.value.to_numpy() == pytest.approx(share) and (rows.n_items[list(bios.ATTRIBUTES)] == len(people)).all()
+    assert 0 < len(known & set(population.qa_test)) < len(population.qa_test)
+    probes = frame[frame.task == "bios"]
+    assert set(probes.method) == {"probe-trained", "probe-random"}
+    assert set(probes.subtask) == ({f"{p}/{a}" for p in ("p-probe", "q-probe") for a in bios.ATTRIBUTES}
+                                   | {f"p-probe-before/{a}" for a in bios.ATTRIBUTES})
+    accuracy = probes[probes.metric == "accuracy"]
+    assert (accuracy.groupby(["method", "subtask"]).layer.apply(sorted).apply(lambda x: x == [0, 1, 2])).all()
+    before = frame.copy()
+    bios_report(config, lm, random_twin(config, lm), ResultsFile(tmp_path / "bios.csv"), options)
+    assert read_results(tmp_path / "bios.csv").equals(before)
