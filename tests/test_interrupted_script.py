@@ -28,6 +28,11 @@ def start(model: Path, out: Path, cache: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def published(scores: Path) -> list[Path]:
+    """Score chunks in the cache; a ".<name>.*" file is a chunk still being written (or one a kill cut short)."""
+    return [path for path in scores.glob("*.npz") if not path.name.startswith(".")]
+
+
 def finish(process: subprocess.Popen) -> None:
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
@@ -45,17 +50,17 @@ def test_sigkilled_study1_script_resumes_to_the_same_csv(tmp_path):
     scores = tmp_path / "cache-b" / "scores"
     process = start(model, resumed, tmp_path / "cache-b")
     deadline = time.monotonic() + 240
-    while not list(scores.glob("*.npz")) and process.poll() is None and time.monotonic() < deadline:
+    while not published(scores) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished
-    [chunk] = scores.glob("*.npz")  # the first chunk of 64 items, and nothing else
+    [chunk] = published(scores)  # the first chunk of 64 items, and nothing else
     assert not list(resumed.glob("*.csv"))  # no CSV yet: the kill came before the scoring ended
     written = chunk.stat().st_mtime_ns
 
     finish(start(model, resumed, tmp_path / "cache-b"))
     assert chunk.stat().st_mtime_ns == written  # the rerun read the chunk instead of scoring it again
-    assert len(list(scores.glob("*.npz"))) == 2
+    assert len(published(scores)) == 2
     [csv] = resumed.glob("*.csv")
     assert csv.read_bytes() == (reference / csv.name).read_bytes()
