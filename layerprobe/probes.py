@@ -170,7 +170,7 @@ def _lbfgs(objective: _Objective, x: torch.Tensor, theta: torch.Tensor, tol: flo
     return result, converged, n_iter
 
 
-def fit_probes(features: ArrayLike, labels: ArrayLike, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-6,
+def fit_probes(features: ArrayLike, labels: ArrayLike, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-8,
                dtype: torch.dtype = torch.float64) -> LinearProbes:
     """Fit scikit-learn's L2 logistic regression (see the module docstring) at every layer in one solve.
 
@@ -217,6 +217,7 @@ class ProbeResult:
     control: np.ndarray | None  # [folds, L+1], shuffled-label baseline
     correct: np.ndarray  # [L+1, N] out-of-fold correctness of each sample
     control_correct: np.ndarray | None
+    unconverged: np.ndarray  # [L+1] fits (folds, real and control) that stopped at max_iter
 
     def mean(self) -> np.ndarray:
         return self.correct.mean(axis=1)
@@ -238,21 +239,24 @@ class ProbeResult:
                 rows.append(dict(model=model, task=task, subtask=subtask, language=language, method=method,
                                  layer=layer, n_layers=correct.shape[0] - 1, metric=name,
                                  value=float(correct[layer].mean()), n_items=n, ci_low=float(low[layer]),
-                                 ci_high=float(high[layer]), std=float(per_fold[:, layer].std())))
+                                 ci_high=float(high[layer]), std=float(per_fold[:, layer].std()),
+                                 probe_unconverged=int(self.unconverged[layer])))
         return rows
 
 
 def _cross_validated_correct(x: torch.Tensor, labels: np.ndarray, fold: np.ndarray, folds: int,
-                             C: float) -> tuple[np.ndarray, np.ndarray]:
+                             C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     correct = np.zeros((x.shape[0], len(labels)), dtype=bool)
     accuracy = np.zeros((folds, x.shape[0]))
+    unconverged = np.zeros(x.shape[0], dtype=int)
     for k in range(folds):
         test = fold == k
         probes = fit_probes(x[:, ~test], labels[~test], C=C)
+        unconverged += ~probes.converged
         hit = probes.predict(x[:, test]) == labels[test]
         correct[:, test] = hit
         accuracy[k] = hit.mean(axis=1)
-    return correct, accuracy
+    return correct, accuracy, unconverged
 
 
 def cross_validate(features: ArrayLike, labels: ArrayLike, folds: int = 5, seed: int = 0, control: bool = True,
@@ -261,9 +265,10 @@ def cross_validate(features: ArrayLike, labels: ArrayLike, folds: int = 5, seed:
     x = _as_tensor(features)
     labels = np.asarray(labels)
     fold = fold_ids(len(labels), folds, seed, groups)
-    correct, accuracy = _cross_validated_correct(x, labels, fold, folds, C)
+    correct, accuracy, unconverged = _cross_validated_correct(x, labels, fold, folds, C)
     control_correct = control_accuracy = None
     if control:
         shuffled = np.random.default_rng(seed + 1).permutation(labels)
-        control_correct, control_accuracy = _cross_validated_correct(x, shuffled, fold, folds, C)
-    return ProbeResult(accuracy, control_accuracy, correct, control_correct)
+        control_correct, control_accuracy, stopped = _cross_validated_correct(x, shuffled, fold, folds, C)
+        unconverged = unconverged + stopped
+    return ProbeResult(accuracy, control_accuracy, correct, control_correct, unconverged)
