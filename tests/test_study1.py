@@ -53,6 +53,10 @@ def test_factual_script_on_tiny_model(tiny, tmp_path):
         assert sorted(unit["layer"]) == [0, 1, 2, 3] and set(unit["n_layers"]) == {3}
     assert set(frame.loc[frame["subtask"] == "all", "n_items"]) == {len(RELATIONS)}
     assert frame["value"].between(0, 1).all() and (frame["ci_low"] <= frame["value"]).all()
+    probe = frame["method"] == "probe"  # fits (5 folds x real/control) that stopped short, per layer
+    counts = pd.to_numeric(frame.loc[probe, "probe_unconverged"])
+    assert counts.between(0, 10).all() and (counts % 1 == 0).all()
+    assert set(frame.loc[~probe, "probe_unconverged"]) == {""}
 
     items = factual_items(len(RELATIONS), seed=3)
     expected = np.mean([accuracy(scores, item.correct) for item, scores in zip(items, naive_score_items(lm, items))], axis=0)
