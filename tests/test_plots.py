@@ -27,7 +27,7 @@ EXPECTED = (
     + [f"s1_lens_probe_{m}" for m in DEPTHS] + ["s1_sizes"]
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
-    + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips")]
+    + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_qa", "syn_capacity"]
 )
 
@@ -67,6 +67,20 @@ def test_readings_quote_the_best_layer_from_the_csv(rendered: Path) -> None:
     expected = (f"{FULL} (lens-norm): best layer {best} of {DEPTHS[FULL]}, {row.value:.1%} "
                 f"(95% CI {row.ci_low:.1%}-{row.ci_high:.1%}), layer {DEPTHS[FULL]} {curve.value.iloc[-1]:.1%}")
     assert expected in report_text(rendered)
+
+
+def test_shortlist_reading_quotes_the_first_layer_with_half_the_letters_in_the_top_k(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / f"trace_{FULL}.csv", keep_default_na=False)
+    mmlu = rows[(rows.task == "options") & (rows.subtask == "mmlu") & (rows.method == "logit-lens")]
+    expected = []
+    for k in (4, 10, 100):
+        curve = mmlu[(mmlu.metric == "options_in_topk") & (pd.to_numeric(mmlu.k, errors="coerce") == k)].sort_values("layer")
+        first = int(curve[curve.value >= 0.5].layer.iloc[0])  # independent of the figure code
+        expected.append(f"all letters in the top {k} for half the questions from layer {first} "
+                        f"({curve.value.iloc[-1]:.1%} at layer {DEPTHS[FULL]})")
+    accuracy = mmlu[mmlu.metric == "correct_top_option"].sort_values("layer")
+    expected.append(f"accuracy among the letters {accuracy.value.iloc[-1]:.1%} at layer {DEPTHS[FULL]}")
+    assert "logit-lens: " + ", ".join(expected) in report_text(rendered)
 
 
 def test_size_comparison_reads_the_mean_over_tasks_at_the_last_layer(rendered: Path) -> None:
