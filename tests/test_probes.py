@@ -54,7 +54,7 @@ def test_all_31_layers_in_one_solve_match_sklearn_at_realistic_size(classes):
     probabilities = probes.predict_proba(features[:, test])
     accuracy = (probes.predict(features[:, test]) == labels[test]).mean(axis=1)
     assert accuracy[-1] > accuracy[0] + 0.2  # the signal grows with depth
-    for layer in (0, 10, 20, 30):
+    for layer in (0, 15, 30):  # scikit-learn on three layers keeps the test near 20 s CPU; ours solves all 31
         scaler = StandardScaler().fit(features[layer, train])
         # newton-cg reaches the optimum; lbfgs at tol=1e-8 stops on its loss-change test up to 2.5e-3 away
         reference = LogisticRegression(C=1.0, solver="newton-cg", tol=1e-10, max_iter=500).fit(scaler.transform(features[layer, train]),
