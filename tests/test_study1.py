@@ -56,6 +56,10 @@ def test_factual_script_on_tiny_model(tiny, tmp_path):
         assert sorted(unit["layer"]) == [0, 1, 2, 3] and set(unit["n_layers"]) == {3}
     assert set(frame.loc[frame["subtask"] == "all", "n_items"]) == {len(RELATIONS)}
     assert frame["value"].between(0, 1).all() and (frame["ci_low"] <= frame["value"]).all()
+    probe = frame["method"] == "probe"  # fits (5 folds x real/control) that stopped short, per layer
+    counts = pd.to_numeric(frame.loc[probe, "probe_unconverged"])
+    assert counts.between(0, 10).all() and (counts % 1 == 0).all()
+    assert set(frame.loc[~probe, "probe_unconverged"]) == {""}
 
     items = factual_items(len(RELATIONS), seed=3)
     expected = np.mean([accuracy(scores, item.correct) for item, scores in zip(items, naive_score_items(lm, items))], axis=0)
@@ -101,10 +105,11 @@ def test_probe_finds_a_planted_direction():
         x = rng.normal(size=(3, 2, 8)).astype(np.float32)  # [candidates, layers, d]
         x[true, 1, 0] += 4.0  # only layer 1 carries the signal
         features.append(x)
-    correct, control = study1.probe_correct(items, features, seed=0)
+    correct, control, unconverged = study1.probe_correct(items, features, seed=0)
     assert correct.shape == (2, 40)
     assert correct[1].mean() == 1.0 and correct[0].mean() < 0.6
     assert control.mean(axis=1).max() < 0.6
+    assert unconverged.tolist() == [0, 0]  # every fold's solve converged at both layers
 
 
 def test_probe_keeps_a_group_in_one_fold():
@@ -117,10 +122,10 @@ def test_probe_keeps_a_group_in_one_fold():
         for language in ("en", "de"):
             items.append(MCItem("p", [" a", " b", " c"], [true], {"language": language, "group": f"p{problem}"}))
             features.append(shared)
-    grouped, _ = study1.probe_correct(items, features, seed=0)
+    grouped, _, _ = study1.probe_correct(items, features, seed=0)
     for item in items:
         del item.meta["group"]
-    leaky, _ = study1.probe_correct(items, features, seed=0)
+    leaky, _, _ = study1.probe_correct(items, features, seed=0)
     assert leaky.mean() >= 0.8 and grouped.mean() < 0.5
 
 
