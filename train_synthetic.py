@@ -3,6 +3,7 @@
     python train_synthetic.py --world cfg                                   # grammar "small", 1.7M tokens
     python train_synthetic.py --world bios --mode mixed --augment
     python train_synthetic.py --world bios --mode pretrain-finetune --no-augment
+    python train_synthetic.py --world bios --mode pretrain-finetune --augment --finetune classify-cot  # part 3.2
     python train_synthetic.py --world cfg --grammar cfg3b --layers 12 --width 768 --heads 12 \\
         --steps 100000 --batch 96 --lr 3e-4                                 # the paper's scale, for a GPU
 
@@ -23,6 +24,7 @@ import torch
 
 from layerprobe.cli import run
 from layerprobe import parallel
+from layerprobe.synthetic.data import FINETUNES
 from layerprobe.synthetic.runs import RunConfig, train_run
 
 QUICK = dict(layers=2, width=64, heads=4, steps=60, batch=16, people=60, finetune_steps=30)
@@ -50,6 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--multi", type=int, default=defaults.multi, help="bios: M of multiM (default %(default)s)")
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps,
                         help="bios pretrain-finetune: QA fine-tuning steps (default %(default)s)")
+    parser.add_argument("--finetune", default=defaults.finetune, choices=list(FINETUNES),
+                        help="bios pretrain-finetune: qa (part 3.1) or a part-3.2 manipulation condition, fine-tuned "
+                             "on a biographies-only pretraining shared by every condition (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")

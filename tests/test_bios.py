@@ -6,7 +6,7 @@ import pytest
 
 from layerprobe.errors import LayerprobeError
 from layerprobe.synthetic import bios
-from layerprobe.synthetic.data import QA_TASKS, bios_docs, qa_doc, qa_docs
+from layerprobe.synthetic.data import bios_docs, qa_doc, qa_docs
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,11 @@ def test_biographies_and_augmentations(population):
 
 def test_qa_and_vocabulary_cover_everything(population):
     vocab = bios.build_vocab()
-    docs = bios_docs(vocab, population, augment=True, multi=3, seed=0) + qa_docs(vocab, population, range(300), True)
-    assert len(docs) == 300 * 3 + 300 * len(QA_TASKS)
+    everyone = list(range(300))
+    docs = bios_docs(vocab, population, augment=True, multi=3, seed=0) + qa_docs(vocab, population, everyone, True)
+    assert len(docs) == 300 * 3 + 300 * len(bios.ATTRIBUTES)
+    assert len(qa_docs(vocab, population, everyone, True, tasks=bios.TASKS_32)) == 300 * len(bios.TASKS_32)
     person = population.people[1]
-    question, answer = bios.qa(person, "month_parity")
-    assert answer == ("yes" if person.birth_month % 2 == 0 else "no")
-    assert bios.qa(person, "month_parity_cot")[1].endswith(answer)
     assert bios.qa(person, "inverse") == (f"Who was born on {person.birth_date} in {person.birth_city}?", person.name)
     assert bios.qa(person, "birth_year")[1] == str(person.birth_year)
     doc = qa_doc(vocab, person, "employer", answer_only=True)

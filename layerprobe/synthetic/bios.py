@@ -6,9 +6,12 @@ and question below is written for this project. Biographies draw one template pe
 sentence; augmentations: `multi` (M differently templated biographies per person), `permute`
 (shuffled sentence order) and `fullname` (the full name instead of the pronoun in every
 sentence). QA: six questions per person; the people are split into a QA-train half and a
-QA-test half (out-of-distribution people for the QA). Part 3.2 adds partial retrieval (birth year
-alone), classification (is the birth month even?, with and without chain of thought) and inverse
-search (the name from attributes). Everything is deterministic given the seed.
+QA-test half (out-of-distribution people for the QA). Part 3.2's manipulation tasks (`TASKS_32`):
+partial retrieval (birth year, birth day), dual retrieval (two attributes in one answer, both
+orders), classification (is the birth year even? born after June?), comparison (was A born in an
+earlier year than B?) and inverse search (the name from the birth date and city), the last three
+also with a chain of thought (CoT) written before the verdict. Everything is deterministic given
+the seed.
 
 Text is tokenised into words and punctuation (`words`), and `build_vocab` covers every token the
 templates and pools can produce, so a small word-level model trains on CPU.
@@ -84,14 +87,31 @@ QUESTIONS: dict[str, str] = {
     "major": "What did {n} major in?",
     "employer": "Which company did {n} work for?",
     "employer_city": "Where did {n} work?",
-    # part 3.2: manipulation of stored knowledge
+    # part 3.2: manipulation of stored knowledge ({m}: the other person of a comparison)
     "birth_year": "In which year was {n} born?",
-    "month_parity": "Was {n} born in an even month?",
-    "month_parity_cot": "Was {n} born in an even month? Name the month first.",
+    "birth_day": "On which day of the month was {n} born?",
+    "year_parity": "Was {n} born in an even year?",
+    "year_parity_cot": "Was {n} born in an even year? Name the year first.",
+    "month_half": "Was {n} born after June?",
+    "month_half_cot": "Was {n} born after June? Name the month first.",
+    "compare": "Was {n} born in an earlier year than {m}?",
+    "compare_cot": "Was {n} born in an earlier year than {m}? Name both years first.",
     "inverse": "Who was born on {date} in {city}?",
+    "inverse_cot": "Who was born on {date} in {city}? Repeat the date and city first.",
 }
+DUAL_PAIRS = (("birth_city", "employer"), ("university", "major"))
+"""Dual retrieval asks each pair in both orders: task "dual/<a>+<b>"."""
+DUAL_NAMES = {"birth_date": "birth date", "birth_city": "birth city", "university": "university", "major": "major",
+              "employer": "employer", "employer_city": "work city"}
+DUAL_QUESTION = "What are the {a} and the {b} of {n}?"
 ANSWER = "Answer:"
-TASKS_32 = ("birth_year", "month_parity", "month_parity_cot", "inverse")
+SEPARATOR = ";"  # between the parts of a dual or CoT answer (no attribute value contains it)
+VERDICT = "so"  # a CoT answer ends "<steps> ; so <verdict>"
+DUAL_TASKS = tuple(f"dual/{a}+{b}" for x, y in DUAL_PAIRS for a, b in ((x, y), (y, x)))
+TASKS_32 = ("birth_year", "birth_day", *DUAL_TASKS, "year_parity", "year_parity_cot", "month_half", "month_half_cot",
+            "compare", "compare_cot", "inverse", "inverse_cot")
+PAIRED_TASKS = ("compare", "compare_cot")
+"""Tasks about two people: the question also names a partner (`comparison_partner`)."""
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -207,32 +227,83 @@ def canonical_biography(person: Person) -> tuple[list[str], dict[str, int]]:
     return tokens, positions
 
 
-def qa(person: Person, task: str) -> tuple[str, str]:
-    """(question, answer) for one of the six attributes or a part-3.2 task."""
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def qa(person: Person, task: str, partner: Person | None = None) -> tuple[str, str]:
+    """(question, answer) for one of the six attributes or a part-3.2 task (`partner`: compare only)."""
+    n = person.name
     if task in ATTRIBUTES:
-        return QUESTIONS[task].format(n=person.name), person.value(task)
-    if task == "birth_year":
-        return QUESTIONS[task].format(n=person.name), str(person.birth_year)
-    if task in ("month_parity", "month_parity_cot"):
-        verdict = "yes" if person.birth_month % 2 == 0 else "no"
-        answer = f"{MONTHS[person.birth_month - 1]} ; so {verdict}" if task == "month_parity_cot" else verdict
-        return QUESTIONS[task].format(n=person.name), answer
-    if task == "inverse":
-        return QUESTIONS[task].format(date=person.birth_date, city=person.birth_city), person.name
-    raise LayerprobeError(f"unknown QA task '{task}'")
+        return QUESTIONS[task].format(n=n), person.value(task)
+    if task in ("birth_year", "birth_day"):
+        return QUESTIONS[task].format(n=n), person.value(task)
+    if task in DUAL_TASKS:
+        a, b = task.removeprefix("dual/").split("+")
+        question = DUAL_QUESTION.format(a=DUAL_NAMES[a], b=DUAL_NAMES[b], n=n)
+        return question, f"{person.value(a)} {SEPARATOR} {person.value(b)}"
+    cot = task.endswith("_cot")
+    if task.startswith("year_parity"):
+        steps, verdict = [str(person.birth_year)], yes_no(person.birth_year % 2 == 0)
+    elif task.startswith("month_half"):
+        steps, verdict = [MONTHS[person.birth_month - 1]], yes_no(person.birth_month > 6)
+    elif task.startswith("compare"):
+        if partner is None or partner.birth_year == person.birth_year:
+            raise LayerprobeError(f"task '{task}' needs a partner born in another year")
+        steps, verdict = [str(person.birth_year), str(partner.birth_year)], yes_no(person.birth_year < partner.birth_year)
+        return QUESTIONS[task].format(n=n, m=partner.name), with_steps(steps, verdict, cot)
+    elif task.startswith("inverse"):
+        question = QUESTIONS[task].format(date=person.birth_date, city=person.birth_city)
+        return question, with_steps([person.birth_date, person.birth_city], n, cot)
+    else:
+        raise LayerprobeError(f"unknown QA task '{task}'")
+    return QUESTIONS[task].format(n=n), with_steps(steps, verdict, cot)
 
 
-def qa_tokens(person: Person, task: str) -> tuple[list[str], list[str]]:
+def with_steps(steps: list[str], verdict: str, cot: bool) -> str:
+    """The answer: the verdict alone, or with CoT "<step> ; <step> ; so <verdict>"."""
+    return f" {SEPARATOR} ".join([*steps, f"{VERDICT} {verdict}"]) if cot else verdict
+
+
+def answer_parts(tokens: list[str]) -> list[list[str]]:
+    """An answer's words split at each separator: dual answers give their two values, CoT answers
+    their steps and then ["so", verdict]."""
+    parts: list[list[str]] = [[]]
+    for token in tokens:
+        if token == SEPARATOR:
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return parts
+
+
+def final_answer(tokens: list[str]) -> list[str]:
+    """What a (possibly CoT) answer concludes: the words after the last "; so", else all of them."""
+    last = answer_parts(tokens)[-1]
+    return last[1:] if len(answer_parts(tokens)) > 1 and last[:1] == [VERDICT] else last
+
+
+def comparison_partner(population: Population, person: int, pool: list[int]) -> int:
+    """The other person of a comparison question about `person`: drawn from `pool` (the same QA split),
+    born in another year, fixed by the person's index so training and evaluation agree."""
+    year = population.people[person].birth_year
+    candidates = [j for j in pool if population.people[j].birth_year != year]
+    if not candidates:
+        raise LayerprobeError("a comparison needs two people born in different years")
+    return candidates[int(np.random.default_rng([person, 32]).integers(len(candidates)))]
+
+
+def qa_tokens(person: Person, task: str, partner: Person | None = None) -> tuple[list[str], list[str]]:
     """Prompt words (question + "Answer:") and answer words."""
-    question, answer = qa(person, task)
+    question, answer = qa(person, task, partner)
     return words(question) + words(ANSWER), words(answer)
 
 
 def build_vocab() -> Vocab:
     """Every word the pools, templates and questions can produce, in a fixed order."""
     texts = [*FIRST_FEMALE, *FIRST_MALE, *MIDDLE, *LAST, *CITIES, *UNIVERSITIES, *MAJORS, *EMPLOYERS, *MONTHS,
-             *(str(y) for y in YEARS), *(str(d) for d in DAYS), "He She yes no ; so , .", ANSWER,
-             *(t for options in TEMPLATES.values() for t in options), *QUESTIONS.values()]
-    tokens = [w for text in texts for w in words(text.replace("{s}", "").replace("{v}", "").replace("{n}", "")
-                                                 .replace("{date}", "").replace("{city}", ""))]
+             *(str(y) for y in YEARS), *(str(d) for d in DAYS), "He She yes no , .", SEPARATOR, VERDICT, ANSWER,
+             *(t for options in TEMPLATES.values() for t in options), *QUESTIONS.values(), DUAL_QUESTION,
+             *DUAL_NAMES.values()]
+    tokens = [w for text in texts for w in words(re.sub(r"\{\w+\}", "", text))]
     return Vocab(tokens)

@@ -71,15 +71,42 @@ def cfg_batches(grammar: Grammar, vocab: Vocab, batch: int, seed: int) -> Callab
 
 # --------------------------------------------------------------------------- bioS
 
-QA_TASKS = bios.ATTRIBUTES + bios.TASKS_32
+FINETUNES: dict[str, tuple[str, ...]] = {
+    "qa": (),
+    "partial": ("birth_year", "birth_day"),
+    "dual": bios.DUAL_TASKS,
+    "classify": ("year_parity", "month_half"),
+    "classify-cot": ("year_parity", "year_parity_cot", "month_half", "month_half_cot"),
+    "compare": ("compare",),
+    "compare-cot": ("compare", "compare_cot"),
+    "inverse": ("inverse",),
+    "inverse-cot": ("inverse", "inverse_cot"),
+}
+"""Fine-tuning conditions of bioS `pretrain-finetune` runs: "qa" is part 3.1 (the six attribute
+questions); each part-3.2 condition adds its tasks to them (the model must still learn to extract
+before it can manipulate). A "-cot" condition trains the CoT and the direct question alike, so its
+direct rows measure "trained with CoT, tested without"."""
 
 
-def qa_doc(vocab: Vocab, person: bios.Person, task: str, answer_only: bool) -> Doc:
+def finetune_tasks(finetune: str) -> tuple[str, ...]:
+    """Every question a fine-tuning condition trains (and evaluates)."""
+    return bios.ATTRIBUTES + FINETUNES[finetune]
+
+
+def qa_doc(vocab: Vocab, person: bios.Person, task: str, answer_only: bool, partner: bios.Person | None = None) -> Doc:
     """<bos> question Answer: answer <eos>; with `answer_only` the loss covers the answer and <eos>."""
-    prompt, answer = bios.qa_tokens(person, task)
+    prompt, answer = bios.qa_tokens(person, task, partner)
     ids = vocab.encode(prompt, bos=True) + vocab.encode(answer, eos=True)
     target = [False] * (len(prompt) + 1) + [True] * (len(answer) + 1) if answer_only else None
     return Doc(ids, target)
+
+
+def split_qa_doc(vocab: Vocab, population: bios.Population, person: int, task: str, pool: Sequence[int],
+                 answer_only: bool) -> Doc:
+    """`qa_doc` for person `person` of a QA split `pool` (comparison partners come from the same split)."""
+    partner = (population.people[bios.comparison_partner(population, person, list(pool))]
+               if task in bios.PAIRED_TASKS else None)
+    return qa_doc(vocab, population.people[person], task, answer_only, partner)
 
 
 def bios_docs(vocab: Vocab, population: bios.Population, augment: bool, multi: int, seed: int) -> list[Doc]:
@@ -88,6 +115,7 @@ def bios_docs(vocab: Vocab, population: bios.Population, augment: bool, multi: i
     return [Doc(vocab.encode(bios.words(text), bos=True, eos=True)) for per_person in texts for text in per_person]
 
 
-def qa_docs(vocab: Vocab, population: bios.Population, people: Sequence[int], answer_only: bool) -> list[Doc]:
-    """Every QA task for the given people."""
-    return [qa_doc(vocab, population.people[i], task, answer_only) for i in people for task in QA_TASKS]
+def qa_docs(vocab: Vocab, population: bios.Population, people: Sequence[int], answer_only: bool,
+            tasks: Sequence[str] = bios.ATTRIBUTES) -> list[Doc]:
+    """Every QA task for the given people (one QA split)."""
+    return [split_qa_doc(vocab, population, i, task, people, answer_only) for i in people for task in tasks]

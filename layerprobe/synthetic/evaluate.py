@@ -18,7 +18,7 @@ from layerprobe.engine import hidden_states_at
 from layerprobe.models import LoadedModel
 from layerprobe.synthetic import bios
 from layerprobe.synthetic.cfg import Grammar
-from layerprobe.synthetic.data import Doc, cfg_ids, pad, qa_doc
+from layerprobe.synthetic.data import Doc, cfg_ids, pad, qa_doc, split_qa_doc
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -26,6 +26,7 @@ from layerprobe.synthetic.vocab import Vocab
 def sample(lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int, seed: int, temperature: float = 1.0,
            batch_size: int = 64, desc: str = "sampling") -> list[tuple[list[int], bool]]:
     """Ancestral sampling with a KV cache: per prompt (new tokens before <eos>, whether <eos> came).
+    `temperature=0` decodes greedily.
 
     Prompts of one batch share a length, so no padding or position ids are involved.
     """
@@ -41,8 +42,11 @@ def sample(lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int, seed
         new = torch.zeros((len(batch), 0), dtype=torch.long, device=lm.device)
         done = torch.zeros(len(batch), dtype=torch.bool, device=lm.device)
         for _ in range(max_new):
-            probs = torch.softmax(output.logits[:, -1].float() / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            logits = output.logits[:, -1].float()
+            if temperature == 0:
+                token = logits.argmax(-1)
+            else:
+                token = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator).squeeze(1)
             token = token.masked_fill(done, Vocab.pad_id)
             new = torch.cat([new, token[:, None]], dim=1)
             done |= token == Vocab.eos_id
@@ -150,6 +154,47 @@ def qa_accuracy(lm: LoadedModel, population: bios.Population, people: Sequence[i
         prompts.append(doc.ids[:split])
         answers.append(doc.ids[split:-1])
     return answers_correct(lm, prompts, answers)
+
+
+@dataclass
+class Answers:
+    """Greedy answers to one part-3.2 task, per person, scored against the truth."""
+
+    correct: np.ndarray  # [n] bool: the final answer is right (the verdict after a CoT; every part of a dual answer)
+    exact: np.ndarray  # [n] bool: the whole answer, CoT steps included, is right and ends with <eos>
+    parts: np.ndarray  # [n, k] bool: each part between separators is right (k = parts of the true answer)
+    majority: float  # share of the most common true final answer: the score of always guessing it
+
+
+def score_answer(got: list[str], truth: list[str]) -> tuple[bool, list[bool]]:
+    """(final answer right, each part right) of generated answer words against the true ones."""
+    got_parts, true_parts = bios.answer_parts(got), bios.answer_parts(truth)
+    parts = [k < len(got_parts) and got_parts[k] == part for k, part in enumerate(true_parts)]
+    if bios.final_answer(truth) != true_parts[-1]:  # a CoT answer: only its verdict counts
+        return bios.final_answer(got) == bios.final_answer(truth), parts
+    return all(parts) and len(got_parts) == len(true_parts), parts
+
+
+def manipulation_answers(lm: LoadedModel, population: bios.Population, people: Sequence[int], task: str) -> Answers:
+    """Greedy decoding of a part-3.2 question for each person of a QA split (partners from the same split)."""
+    vocab: Vocab = lm.tokenizer
+    prompts, truths = [], []
+    for i in people:
+        doc = split_qa_doc(vocab, population, i, task, people, answer_only=True)
+        split = doc.target.index(True)
+        prompts.append(doc.ids[:split])
+        truths.append(vocab.decode(doc.ids[split:-1]))
+    outputs = sample(lm, prompts, max_new=max(len(t) for t in truths) + 2, seed=0, temperature=0, desc=task)
+    correct, exact, parts = [], [], []
+    for (tokens, ended), truth in zip(outputs, truths):
+        got = vocab.decode(tokens)
+        right, right_parts = score_answer(got, truth)
+        correct.append(right)
+        exact.append(ended and got == truth)
+        parts.append(right_parts)
+    finals = [tuple(bios.final_answer(t)) for t in truths]
+    majority = max(finals.count(f) for f in set(finals)) / len(finals)
+    return Answers(np.array(correct), np.array(exact), np.array(parts), majority)
 
 
 @dataclass

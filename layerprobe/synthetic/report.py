@@ -15,7 +15,10 @@ from layerprobe.models import LoadedModel
 from layerprobe.probes import cross_validate
 from layerprobe.results import ResultsFile, wilson_interval
 from layerprobe.synthetic import bios
-from layerprobe.synthetic.evaluate import bios_probe_set, cfg_generation, cfg_probe_set, first_occurrences, qa_accuracy
+from layerprobe.synthetic.data import FINETUNES
+from layerprobe.synthetic.evaluate import (
+    bios_probe_set, cfg_generation, cfg_probe_set, first_occurrences, manipulation_answers, qa_accuracy,
+)
 from layerprobe.synthetic.runs import RunConfig
 
 
@@ -68,6 +71,23 @@ def cfg_report(config: RunConfig, lm: LoadedModel, twin: LoadedModel, results: R
             results.add(outcome.rows(model=lm.name, task="cfg", subtask=name, method=method))
 
 
+def manipulation_rows(lm: LoadedModel, population: bios.Population, people: list[int], tasks: tuple[str, ...],
+                      base: dict) -> list[dict]:
+    """Per part-3.2 task: accuracy of the final answer, exact match of the whole answer, the
+    majority-answer baseline and, for answers in parts (dual, CoT), the accuracy of each part."""
+    rows = []
+    for task in tasks:
+        answers = manipulation_answers(lm, population, people, task)
+        rows += [summary_row(answers.correct, **base, attribute=task),
+                 summary_row(answers.exact, metric="exact", **base, attribute=task),
+                 summary_row(np.full(len(people), answers.majority), metric="majority", binary=False, **base,
+                             attribute=task)]
+        if answers.parts.shape[1] > 1:
+            rows += [summary_row(answers.parts[:, k], metric=f"part{k + 1}", **base, attribute=task)
+                     for k in range(answers.parts.shape[1])]
+    return rows
+
+
 def _cfg_label_names(depth: int) -> list[str]:
     return [f"{kind}/level{level}" for level in range(1, depth) for kind in ("ancestor", "span_end")]
 
@@ -77,17 +97,19 @@ def bios_report(config: RunConfig, lm: LoadedModel, twin: LoadedModel, results: 
     population = config.population()
     condition = config.condition()
     base = dict(model=lm.name, subtask=condition, n_layers=lm.n_layers, method="greedy")
-    for task, questions in [("bios-qa", bios.ATTRIBUTES), ("bios-manipulation", bios.TASKS_32)]:
-        for split, people in [("train", population.qa_train), ("test", population.qa_test)]:
-            if results.done(model=lm.name, task=task, subtask=condition, language=split, method="greedy"):
-                continue
-            correct = {question: qa_accuracy(lm, population, people, question) for question in questions}
-            rows = [summary_row(hits, task=task, language=split, attribute=question, **base)
+    for split, people in [("train", population.qa_train), ("test", population.qa_test)]:
+        if not results.done(model=lm.name, task="bios-qa", subtask=condition, language=split, method="greedy"):
+            correct = {question: qa_accuracy(lm, population, people, question) for question in bios.ATTRIBUTES}
+            rows = [summary_row(hits, task="bios-qa", language=split, attribute=question, **base)
                     for question, hits in correct.items()]
-            if task == "bios-qa":
-                rows.append(summary_row(np.concatenate(list(correct.values())), task=task, language=split,
-                                        attribute="all", **base))
+            rows.append(summary_row(np.concatenate(list(correct.values())), task="bios-qa", language=split,
+                                    attribute="all", **base))
             results.add(rows)
+        if not results.done(model=lm.name, task="bios-manipulation", subtask=condition, language=split, method="greedy"):
+            results.add(manipulation_rows(lm, population, people, FINETUNES[config.finetune],
+                                          dict(base, task="bios-manipulation", language=split)))
+    if config.finetune != "qa":
+        return  # part-3.2 runs: the probes of their shared pretraining are those of the part-3.1 run
     for method, model in [("probe-trained", lm), ("probe-random", twin)]:
         names = [(position, attribute) for position in ("p-probe", "p-probe-before", "q-probe")
                  for attribute in bios.ATTRIBUTES]

@@ -4,13 +4,16 @@
 grammar or the population, from the seed), `vocab.json`, `model/` (final weights) and the
 checkpoints of each stage. bioS `pretrain-finetune` runs two stages: `pretrain/` on biographies,
 then the run folder itself fine-tuned on the QA-train people's questions (loss on answers only).
-`mixed` trains once on half biographies and half QA-train questions per batch.
+`mixed` trains once on half biographies and half QA-train questions per batch. A part-3.2 run
+(`finetune` other than "qa") fine-tunes on its manipulation tasks on top of a biographies-only
+pretraining that every run of the same pretraining settings shares: the sibling folder
+`pretrain-<name>/` (with `pretrain.json`, its settings, checked on reuse).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,9 @@ from layerprobe.models import LoadedModel
 from layerprobe.results import atomic_write_text
 from layerprobe.synthetic import bios
 from layerprobe.synthetic.cfg import Grammar, get_grammar
-from layerprobe.synthetic.data import Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, pad, qa_docs, step_rng
+from layerprobe.synthetic.data import (
+    FINETUNES, Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, finetune_tasks, pad, qa_docs, step_rng,
+)
 from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
 from layerprobe.synthetic.vocab import Vocab
 
@@ -45,12 +50,24 @@ class RunConfig:
     augment: bool = False  # bios: multi + permute + fullname
     multi: int = 5
     finetune_steps: int = 300  # bios pretrain-finetune
+    finetune: str = "qa"  # bios pretrain-finetune: qa (part 3.1) or a part-3.2 condition of data.FINETUNES
 
     def name(self) -> str:
         position = "" if self.rotary else "-abs"
         if self.world == "cfg":
             return f"cfg-{self.grammar}-{self.arch}{position}"
-        return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}"
+        task = "" if self.finetune == "qa" else f"-{self.finetune}"
+        return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}"
+
+    def pretraining(self) -> dict:
+        """The settings that determine a pretrain-finetune run's biographies-only stage."""
+        return {k: v for k, v in asdict(self).items() if k not in ("finetune", "finetune_steps")}
+
+    def pretrain_dir(self, out_dir: Path) -> Path:
+        """Where the biographies-only stage lives: inside a part-3.1 run, shared beside part-3.2 runs."""
+        if self.finetune == "qa":
+            return out_dir / "pretrain"
+        return out_dir.parent / f"pretrain-{replace(self, finetune='qa').name()}"
 
     def max_len(self) -> int:
         return self.grammar_().length_range()[1] + 2 if self.world == "cfg" else 128
@@ -65,8 +82,9 @@ class RunConfig:
         return cfg_vocab(self.grammar_()) if self.world == "cfg" else bios.build_vocab()
 
     def condition(self) -> str:
-        """The bioS training condition as the CSVs name it, e.g. "mixed/aug"."""
-        return f"{self.mode}/{'aug' if self.augment else 'noaug'}"
+        """The bioS training condition as the CSVs name it, e.g. "mixed/aug" or "pretrain-finetune/aug/dual"."""
+        task = "" if self.finetune == "qa" else f"/{self.finetune}"
+        return f"{self.mode}/{'aug' if self.augment else 'noaug'}{task}"
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=1))
@@ -89,6 +107,10 @@ def validate(config: RunConfig) -> None:
         raise LayerprobeError(f"unknown world '{config.world}' (cfg or bios)")
     if config.mode not in ("mixed", "pretrain-finetune"):
         raise LayerprobeError(f"unknown --mode '{config.mode}' (mixed or pretrain-finetune)")
+    if config.finetune not in FINETUNES:
+        raise LayerprobeError(f"unknown --finetune '{config.finetune}' ({', '.join(FINETUNES)})")
+    if config.finetune != "qa" and (config.world != "bios" or config.mode != "pretrain-finetune"):
+        raise LayerprobeError(f"--finetune {config.finetune} needs --world bios --mode pretrain-finetune")
     if min(config.layers, config.width, config.heads, config.steps, config.batch) < 1 or config.lr <= 0:
         raise LayerprobeError("--layers, --width, --heads, --steps, --batch and --lr must be positive")
 
@@ -137,13 +159,27 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
+    pretrain_dir = config.pretrain_dir(out_dir)
+    stage = f"{name}-pretrain" if config.finetune == "qa" else pretrain_dir.name
+    if config.finetune != "qa" and parallel.is_main():
+        _claim_pretraining(config, pretrain_dir)
     train(model, corpus_batches(biographies, config.batch, config.seed), config.steps, lr=config.lr,
-          out_dir=out_dir / "pretrain", curve_csv=curve_dir / f"train_{name}-pretrain.csv",
-          desc=f"{name} pretrain", run=f"{name}-pretrain", progress=progress)
-    questions = qa_docs(vocab, population, population.qa_train, answer_only=True)
+          out_dir=pretrain_dir, curve_csv=curve_dir / f"train_{stage}.csv", desc=stage, run=stage, progress=progress)
+    questions = qa_docs(vocab, population, population.qa_train, answer_only=True, tasks=finetune_tasks(config.finetune))
     train(model, corpus_batches(questions, config.batch, config.seed + 1), config.finetune_steps, lr=config.lr / 3,
           out_dir=out_dir, curve_csv=curve_dir / f"train_{name}.csv", desc=f"{name} finetune", progress=progress)
     return wrap(model, vocab, name)
+
+
+def _claim_pretraining(config: RunConfig, folder: Path) -> None:
+    """Record the shared pretraining's settings, or refuse a folder that holds other settings."""
+    saved = folder / "pretrain.json"
+    if saved.exists():
+        if json.loads(saved.read_text(encoding="utf-8")) != config.pretraining():
+            raise LayerprobeError(f"{folder} holds a pretraining with other settings: use another --out or delete it")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, json.dumps(config.pretraining(), indent=1))
 
 
 def load_run(out_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, LoadedModel]:
