@@ -114,3 +114,23 @@ def test_every_condition_encodes_and_runs_share_one_pretraining(tmp_path, popula
         train_run(other, tmp_path / other.name(), tmp_path / "data", progress=False)
     with pytest.raises(LayerprobeError, match="needs --world bios --mode pretrain-finetune"):
         validate(RunConfig(world="bios", mode="mixed", finetune="dual"))
+
+
+def test_manipulation_figure_reads_the_held_out_accuracies(tmp_path):
+    import pandas as pd
+
+    from layerprobe.plots.common import Canvas, Data
+    from layerprobe.plots.physics import synthetic_manipulation
+
+    def row(condition, question, split, metric, value):
+        return dict(model=f"run-{condition}", task="bios-manipulation", subtask=f"pretrain-finetune/aug/{condition}",
+                    language=split, method="greedy", layer=-1, n_layers=2, metric=metric, value=value, n_items=40,
+                    ci_low=max(0.0, value - 0.1), ci_high=min(1.0, value + 0.1), attribute=question)
+    rows = [row("compare-cot", "compare", "train", "accuracy", 0.9), row("compare-cot", "compare", "test", "accuracy", 0.55),
+            row("compare-cot", "compare_cot", "test", "accuracy", 0.75), row("compare-cot", "compare", "test", "majority", 0.5),
+            row("partial", "birth_year", "test", "accuracy", 0.25)]
+    data = Data(results=pd.DataFrame(rows), training=pd.DataFrame(), files=[])
+    [drawn] = synthetic_manipulation(data, Canvas(tmp_path, dpi=40, formats=("png",)))
+    assert "compare-cot held-out: compare 55.0%, compare_cot 75.0%" in drawn.reading
+    assert "partial held-out: birth_year 25.0%" in drawn.reading
+    assert (tmp_path / "syn_manipulation.png").stat().st_size > 1000

@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
 from layerprobe.plots.common import (
@@ -137,10 +138,11 @@ def qa_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
-    rows = qa_rows(select(data.results, task=QA_TASKS, metric="accuracy", layer=-1))
+    tasks = [task for task in QA_TASKS if task != "bios-manipulation"]  # those have their own figure
+    rows = qa_rows(select(data.results, task=tasks, metric="accuracy", layer=-1))
     if rows.empty:
-        return missing("syn_qa", SYNTHETIC, f"no summary rows (layer -1) with task in {', '.join(QA_TASKS)}")
-    tasks = ordered(rows["task"], QA_TASKS)
+        return missing("syn_qa", SYNTHETIC, f"no summary rows (layer -1) with task in {', '.join(tasks)}")
+    tasks = ordered(rows["task"], tasks)
     conditions = {task: sorted(set(select(rows, task=task)["subtask"])) for task in tasks}
     models = model_order(rows)
     bars = {task: sorted(set(zip(select(rows, task=task)["model"], select(rows, task=task)["language"])),
@@ -177,6 +179,45 @@ def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "Synthetic worlds: accuracy by training condition (hatched = train split)"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_qa", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def synthetic_manipulation(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 3.2: one panel per fine-tuning condition, a bar pair (train / held-out people) per question,
+    the majority-answer baseline of the held-out people as a black tick."""
+    rows = select(data.results, task="bios-manipulation", layer=-1)
+    if rows.empty or "attribute" not in rows.columns:
+        return missing("syn_manipulation", SYNTHETIC, "no task 'bios-manipulation' summary rows with column attribute")
+    conditions = sorted(set(select(rows, metric="accuracy")["subtask"]))
+    widths = [len(set(select(rows, subtask=c)["attribute"])) + 0.6 for c in conditions]
+    figure = new_figure(min(16.0, 0.55 * sum(widths) + 1.2 * len(conditions) + 1.0), 4.4)
+    axes = figure.subplots(1, len(conditions), squeeze=False, width_ratios=widths, sharey=True)[0]
+    readings = []
+    for ax, condition in zip(axes, conditions):
+        part = select(rows, subtask=condition)
+        questions = list(dict.fromkeys(part["attribute"]))
+        for offset, split, hatch in ((-0.2, "train", "//"), (0.2, "test", None)):
+            cells = select(part, metric="accuracy", language=split).set_index("attribute").reindex(questions)
+            values = cells["value"].to_numpy(dtype=float)
+            errors = np.abs(np.nan_to_num(cells[["ci_low", "ci_high"]].to_numpy(dtype=float).T - values, nan=0.0))
+            ax.bar(np.arange(len(questions)) + offset, values, 0.38, yerr=errors, hatch=hatch, edgecolor="white",
+                   color=SERIES_PALETTE[0], alpha=0.45 if split == "train" else 1.0,
+                   error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
+            if split == "test":
+                readings.append(f"{condition} held-out: " + ", ".join(f"{q} {pct(v)}" for q, v in zip(questions, values)))
+        baseline = select(part, metric="majority", language="test").set_index("attribute").reindex(questions)["value"]
+        ax.hlines(baseline.to_numpy(dtype=float), np.arange(len(questions)) + 0.02, np.arange(len(questions)) + 0.38,
+                  color="black", lw=1.6)
+        ax.set_xticks(range(len(questions)), [q.replace("dual/", "").replace("+", "+\n") for q in questions],
+                      rotation=60, ha="right", fontsize=7)
+        ax.set_title(condition.rsplit("/", 1)[-1])
+        share_axis(ax, "accuracy")
+        ax.grid(axis="x", visible=False)
+    handles = [Patch(facecolor=SERIES_PALETTE[0], alpha=0.45, hatch="//", edgecolor="white"),
+               Patch(facecolor=SERIES_PALETTE[0]), Line2D([], [], color="black", lw=1.6)]
+    legend_below(figure, handles, ["QA-train people", "held-out people", "majority answer (held-out)"])
+    title = "Knowledge manipulation (part 3.2): accuracy per question and fine-tuning condition"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_manipulation", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
