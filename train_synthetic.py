@@ -45,6 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                   ("seed", int, "seed of the world, the weights and the batches")]:
         parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
     parser.add_argument("--grammar", default=defaults.grammar, help="cfg: small, cfg3b, cfg3i, cfg3h, cfg3g, cfg3f")
+    parser.add_argument("--corrupted", type=float, default=defaults.corrupted,
+                        help="cfg: share of training strings corrupted, each terminal redrawn with probability "
+                             "0.15 (default %(default)s)")
     parser.add_argument("--people", type=int, default=defaults.people, help="bios: population size (default %(default)s)")
     parser.add_argument("--mode", default=defaults.mode, choices=["mixed", "pretrain-finetune"])
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,

@@ -20,7 +20,7 @@ from layerprobe.plots.common import (
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
-SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity"]
+SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -218,6 +218,78 @@ def synthetic_manipulation(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "Knowledge manipulation (part 3.2): accuracy per question and fine-tuning condition"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_manipulation", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def synthetic_cfg_attention(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 1: attention by token distance (mean over heads) and excess attention to the most adjacent
+    earlier span end of each grammar level (the largest over heads), per block, trained vs random."""
+    rows = select(data.results, task="cfg-attention")
+    if rows.empty:
+        return missing("syn_cfg_attention", SYNTHETIC, "no task 'cfg-attention' rows")
+    outcomes: list[Outcome] = []
+    for model in model_order(rows):
+        mine = select(rows, model=model)
+        mine = mine.assign(kind=mine["subtask"].str.split("/").str[0], init=mine["method"].str.rpartition("-")[2],
+                           where=mine["subtask"].str.rsplit("/", n=1).str[-1])
+        figure = new_figure(11, 4.2)
+        left, right = figure.subplots(1, 2)
+        layers = sorted(set(mine["layer"]))
+        colours = dict(zip(layers, SERIES_PALETTE))
+        readings = []
+        for init, style in (("trained", "-"), ("random", "--")):
+            part = select(mine, kind="distance", init=init)
+            curves = part.assign(d=part["where"].str[1:].astype(int)).groupby(["layer", "d"])["value"].mean()
+            for layer in layers:
+                if layer in curves.index.get_level_values(0):
+                    curve = curves.loc[layer]
+                    left.plot(curve.index, curve.to_numpy(), style, color=colours[layer], lw=1.2)
+                    readings.append(f"{init} block {int(layer)}: mean attention {pct(curve.get(1, np.nan))} at distance 1, "
+                                    f"{pct(curve.iloc[-1])} at {int(curve.index[-1])}")
+            part = select(mine, kind="boundary", init=init)
+            best = part.groupby(["where", "layer"])["value"].max()
+            for (level, line), marker in zip(best.groupby(level=0), "osD^v"):
+                values = line.droplevel(0)
+                right.plot(values.index, values.to_numpy(), style, marker=marker, color="black" if init == "trained" else "grey",
+                           lw=1.2, ms=4, label=f"{level} ({init})")
+                readings.append(f"{init} {level}: largest excess boundary attention {values.max():+.3f} (block {int(values.idxmax())})")
+        left.set_yscale("log")
+        left.set_xlabel("token distance (query - key)")
+        left.set_ylabel("mean attention (over heads)")
+        left.set_title("attention by distance (solid trained, dashed random)")
+        right.axhline(0, color="grey", lw=0.8)
+        right.set_xlabel("block")
+        right.set_ylabel("excess attention (largest head)")
+        right.set_title("to the most adjacent earlier span end, per level")
+        right.legend(fontsize=7, frameon=False)
+        legend_below(figure, [Line2D([], [], color=colours[layer]) for layer in layers], [f"block {int(layer)}" for layer in layers])
+        title = f"{model}: CFG attention patterns, trained vs random model"
+        figure.suptitle(title)
+        outcomes.append(canvas.save(figure, f"syn_cfg_attention_{safe_name(model)}", SYNTHETIC, title, "; ".join(readings) + "."))
+    return outcomes
+
+
+def synthetic_cfg_diversity(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 1 diversity: the birthday-paradox support estimate of sampled strings per model and prompt,
+    next to the grammar's own samples; a bar without collisions is only a lower bound (hatched)."""
+    rows = select(data.results, task="cfg-generation", metric=["support_collision", "collisions"], layer=-1)
+    if rows.empty:
+        return missing("syn_cfg_diversity", SYNTHETIC, "no cfg-generation rows with metric support_collision")
+    table = rows.pivot_table(index=["model", "method", "subtask"], columns="metric", values="value", aggfunc="mean")
+    labels = [f"{model}\n{subtask} ({method})" for model, method, subtask in table.index]
+    figure = new_figure(max(6.0, 0.9 * len(labels) + 2), 4.4)
+    ax = figure.add_subplot()
+    bounds = table["collisions"].fillna(0).to_numpy() == 0
+    ax.bar(range(len(labels)), table["support_collision"].to_numpy(), color=SERIES_PALETTE[0],
+           hatch=["//" if b else None for b in bounds], edgecolor="white")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("distinct strings (birthday-paradox estimate)")
+    ax.grid(axis="x", visible=False)
+    readings = [f"{label.replace(chr(10), ' ')}: {value:,.0f}{' (no collision: lower bound)' if bound else ''}"
+                for label, value, bound in zip(labels, table["support_collision"], bounds)]
+    title = "CFG diversity: birthday-paradox estimate of distinct outputs (hatched = no collision, a lower bound)"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_cfg_diversity", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:

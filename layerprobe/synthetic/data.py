@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from layerprobe.synthetic import bios
-from layerprobe.synthetic.cfg import Grammar
+from layerprobe.synthetic.cfg import Grammar, corrupt
 from layerprobe.synthetic.train import Batch
 from layerprobe.synthetic.vocab import Vocab
 
@@ -61,11 +61,18 @@ def cfg_ids(vocab: Vocab, terminals: Sequence[int]) -> list[int]:
     return vocab.encode([str(t) for t in terminals], bos=True, eos=True)
 
 
-def cfg_batches(grammar: Grammar, vocab: Vocab, batch: int, seed: int) -> Callable[[int], Batch]:
-    """Fresh strings from the grammar at every step (an endless stream, as in the paper)."""
+def cfg_batches(grammar: Grammar, vocab: Vocab, batch: int, seed: int, corrupted: float = 0.0) -> Callable[[int], Batch]:
+    """Fresh strings from the grammar at every step (an endless stream, as in the paper); each is
+    corrupted (`cfg.corrupt`) with probability `corrupted`."""
     def batch_fn(step: int) -> Batch:
         rng = step_rng(seed, step)
-        return pad([Doc(cfg_ids(vocab, grammar.sample(rng).terminals)) for _ in range(batch)])
+        docs = []
+        for _ in range(batch):
+            terminals = grammar.sample(rng).terminals
+            if corrupted and rng.random() < corrupted:
+                terminals = corrupt(terminals, grammar.terminals, rng)
+            docs.append(Doc(cfg_ids(vocab, terminals)))
+        return pad(docs)
     return batch_fn
 
 

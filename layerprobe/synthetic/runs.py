@@ -45,6 +45,7 @@ class RunConfig:
     lr: float = 1e-3
     seed: int = 0
     grammar: str = "small"  # cfg
+    corrupted: float = 0.0  # cfg: share of training strings corrupted (cfg.corrupt)
     people: int = 400  # bios
     mode: str = "mixed"  # bios: mixed | pretrain-finetune
     augment: bool = False  # bios: multi + permute + fullname
@@ -55,7 +56,8 @@ class RunConfig:
     def name(self) -> str:
         position = "" if self.rotary else "-abs"
         if self.world == "cfg":
-            return f"cfg-{self.grammar}-{self.arch}{position}"
+            noise = f"-corrupt{self.corrupted:g}" if self.corrupted else ""
+            return f"cfg-{self.grammar}-{self.arch}{position}{noise}"
         task = "" if self.finetune == "qa" else f"-{self.finetune}"
         return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}"
 
@@ -111,6 +113,8 @@ def validate(config: RunConfig) -> None:
         raise LayerprobeError(f"unknown --finetune '{config.finetune}' ({', '.join(FINETUNES)})")
     if config.finetune != "qa" and (config.world != "bios" or config.mode != "pretrain-finetune"):
         raise LayerprobeError(f"--finetune {config.finetune} needs --world bios --mode pretrain-finetune")
+    if not 0 <= config.corrupted <= 1:
+        raise LayerprobeError("--corrupted must be a share between 0 and 1")
     if min(config.layers, config.width, config.heads, config.steps, config.batch) < 1 or config.lr <= 0:
         raise LayerprobeError("--layers, --width, --heads, --steps, --batch and --lr must be positive")
 
@@ -148,7 +152,7 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         vocab.save(out_dir / "vocab.json")
         print(f"{name}: {n_parameters(model):,} parameters, {config.steps} steps of {config.batch} sequences")
     if config.world == "cfg":
-        batch_fn = cfg_batches(config.grammar_(), vocab, config.batch, config.seed)
+        batch_fn = cfg_batches(config.grammar_(), vocab, config.batch, config.seed, config.corrupted)
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
