@@ -301,20 +301,18 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     rows = rows.dropna(subset=["n_params"])
     has_exposures = "exposures" in rows.columns and rows["exposures"].notna().any()
     groups = sorted(set(rows["exposures"].dropna())) if has_exposures else [None]
-    quantised = rows["quantised"].astype(str) if "quantised" in rows.columns else pd.Series("", index=rows.index)
+    precisions = ordered(rows["method"], ["fp32", "int8", "int4"])  # one line style per precision
+    styles = dict(zip(precisions, [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")] * 2))
     figure = new_figure(7.5, 4.2)
     ax = figure.add_subplot()
     readings = []
-    flags = sorted(set(quantised))
     for group, colour in zip(groups, SERIES_PALETTE):
         part = rows if group is None else rows[rows["exposures"] == group]
-        for flag in sorted(set(quantised[part.index])):
-            points = part[quantised[part.index] == flag].sort_values("n_params")
-            is_quantised = flag.lower() in ("true", "1", "yes")
-            label = (("all runs" if group is None else f"{int(group)} exposures")
-                     + ((", quantised" if is_quantised else ", full precision") if len(flags) > 1 else ""))
-            marker = "s" if is_quantised else "o"
-            ax.plot(points["n_params"], points["value"], "-", marker=marker, color=colour, label=label, ms=5)
+        for method in ordered(part["method"], precisions):
+            points = part[part["method"] == method].sort_values("n_params")
+            label = ("all runs" if group is None else f"{int(group)} exposures") + (f", {method}" if len(precisions) > 1 else "")
+            marker, line = styles[method]
+            ax.plot(points["n_params"], points["value"], line, marker=marker, color=colour, label=label, ms=5)
             top = points.loc[points["value"].idxmax()]
             readings.append(f"{label}: up to {top['value']:.2f} bits/param (at {int(top['n_params']):,} parameters)")
     ax.axhline(2, color="grey", ls=":", lw=1)
