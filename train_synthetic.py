@@ -58,6 +58,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--finetune", default=defaults.finetune, choices=list(FINETUNES),
                         help="bios pretrain-finetune: qa (part 3.1) or a part-3.2 manipulation condition, fine-tuned "
                              "on a biographies-only pretraining shared by every condition (default %(default)s)")
+    parser.add_argument("--lora", type=int, default=defaults.lora,
+                        help="bios pretrain-finetune: fine-tune LoRA adapters of this rank (peft) instead of every "
+                             "weight (default %(default)s: full fine-tuning)")
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")

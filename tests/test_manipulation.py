@@ -134,3 +134,23 @@ def test_manipulation_figure_reads_the_held_out_accuracies(tmp_path):
     assert "compare-cot held-out: compare 55.0%, compare_cot 75.0%" in drawn.reading
     assert "partial held-out: birth_year 25.0%" in drawn.reading
     assert (tmp_path / "syn_manipulation.png").stat().st_size > 1000
+
+
+def test_lora_fine_tuning_trains_adapters_only_and_saves_a_plain_model(tmp_path):
+    import torch
+
+    from layerprobe.synthetic.runs import load_run
+
+    small = dict(world="bios", mode="pretrain-finetune", layers=1, width=16, heads=2, steps=3, batch=4, people=20,
+                 finetune_steps=3)
+    config = RunConfig(**small, lora=4)
+    assert config.name() == "bios-pretrain-finetune-noaug-llama-lora4"
+    lm = train_run(config, tmp_path / config.name(), tmp_path / "data", progress=False)
+    checkpoint = tmp_path / "pretrain-bios-pretrain-finetune-noaug-llama" / "checkpoint.pt"
+    pretrained = torch.load(checkpoint, weights_only=False)["model"]
+    tuned = lm.model.state_dict()
+    assert set(tuned) == set(pretrained)  # merged: no adapter weights left
+    changed = {name for name in tuned if not torch.equal(tuned[name], pretrained[name])}
+    assert changed and all(("q_proj" in n or "v_proj" in n or "embed_tokens" in n) for n in changed)
+    _, reloaded = load_run(tmp_path / config.name())
+    assert all(torch.equal(reloaded.model.state_dict()[n], tuned[n]) for n in tuned)

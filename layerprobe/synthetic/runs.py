@@ -28,7 +28,7 @@ from layerprobe.synthetic.cfg import Grammar, get_grammar
 from layerprobe.synthetic.data import (
     FINETUNES, Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, finetune_tasks, pad, qa_docs, step_rng,
 )
-from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
+from layerprobe.synthetic.train import build_model, load_trained, n_parameters, save_model, train, wrap
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -52,6 +52,7 @@ class RunConfig:
     multi: int = 5
     finetune_steps: int = 300  # bios pretrain-finetune
     finetune: str = "qa"  # bios pretrain-finetune: qa (part 3.1) or a part-3.2 condition of data.FINETUNES
+    lora: int = 0  # bios pretrain-finetune: LoRA rank of the fine-tuning (0: full fine-tuning)
 
     def name(self) -> str:
         position = "" if self.rotary else "-abs"
@@ -59,17 +60,18 @@ class RunConfig:
             noise = f"-corrupt{self.corrupted:g}" if self.corrupted else ""
             return f"cfg-{self.grammar}-{self.arch}{position}{noise}"
         task = "" if self.finetune == "qa" else f"-{self.finetune}"
-        return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}"
+        lora = f"-lora{self.lora}" if self.lora else ""
+        return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}{lora}"
 
     def pretraining(self) -> dict:
         """The settings that determine a pretrain-finetune run's biographies-only stage."""
-        return {k: v for k, v in asdict(self).items() if k not in ("finetune", "finetune_steps")}
+        return {k: v for k, v in asdict(self).items() if k not in ("finetune", "finetune_steps", "lora")}
 
     def pretrain_dir(self, out_dir: Path) -> Path:
         """Where the biographies-only stage lives: inside a part-3.1 run, shared beside part-3.2 runs."""
-        if self.finetune == "qa":
+        if self.finetune == "qa" and not self.lora:
             return out_dir / "pretrain"
-        return out_dir.parent / f"pretrain-{replace(self, finetune='qa').name()}"
+        return out_dir.parent / f"pretrain-{replace(self, finetune='qa', lora=0).name()}"
 
     def max_len(self) -> int:
         return self.grammar_().length_range()[1] + 2 if self.world == "cfg" else 128
@@ -86,7 +88,8 @@ class RunConfig:
     def condition(self) -> str:
         """The bioS training condition as the CSVs name it, e.g. "mixed/aug" or "pretrain-finetune/aug/dual"."""
         task = "" if self.finetune == "qa" else f"/{self.finetune}"
-        return f"{self.mode}/{'aug' if self.augment else 'noaug'}{task}"
+        lora = f"/lora{self.lora}" if self.lora else ""
+        return f"{self.mode}/{'aug' if self.augment else 'noaug'}{task}{lora}"
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=1))
@@ -111,8 +114,10 @@ def validate(config: RunConfig) -> None:
         raise LayerprobeError(f"unknown --mode '{config.mode}' (mixed or pretrain-finetune)")
     if config.finetune not in FINETUNES:
         raise LayerprobeError(f"unknown --finetune '{config.finetune}' ({', '.join(FINETUNES)})")
-    if config.finetune != "qa" and (config.world != "bios" or config.mode != "pretrain-finetune"):
-        raise LayerprobeError(f"--finetune {config.finetune} needs --world bios --mode pretrain-finetune")
+    if (config.finetune != "qa" or config.lora) and (config.world != "bios" or config.mode != "pretrain-finetune"):
+        raise LayerprobeError("--finetune and --lora need --world bios --mode pretrain-finetune")
+    if config.lora < 0:
+        raise LayerprobeError("--lora must be a rank >= 1, or 0 for full fine-tuning")
     if not 0 <= config.corrupted <= 1:
         raise LayerprobeError("--corrupted must be a share between 0 and 1")
     if min(config.layers, config.width, config.heads, config.steps, config.batch) < 1 or config.lr <= 0:
@@ -164,15 +169,37 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
     pretrain_dir = config.pretrain_dir(out_dir)
-    stage = f"{name}-pretrain" if config.finetune == "qa" else pretrain_dir.name
-    if config.finetune != "qa" and parallel.is_main():
+    shared = pretrain_dir.parent != out_dir
+    stage = pretrain_dir.name if shared else f"{name}-pretrain"
+    if shared and parallel.is_main():
         _claim_pretraining(config, pretrain_dir)
     train(model, corpus_batches(biographies, config.batch, config.seed), config.steps, lr=config.lr,
           out_dir=pretrain_dir, curve_csv=curve_dir / f"train_{stage}.csv", desc=stage, run=stage, progress=progress)
     questions = qa_docs(vocab, population, population.qa_train, answer_only=True, tasks=finetune_tasks(config.finetune))
-    train(model, corpus_batches(questions, config.batch, config.seed + 1), config.finetune_steps, lr=config.lr / 3,
-          out_dir=out_dir, curve_csv=curve_dir / f"train_{name}.csv", desc=f"{name} finetune", progress=progress)
+    tuned = with_lora(model, config.lora) if config.lora else model
+    train(tuned, corpus_batches(questions, config.batch, config.seed + 1), config.finetune_steps,
+          lr=config.lr if config.lora else config.lr / 3, out_dir=out_dir, curve_csv=curve_dir / f"train_{name}.csv",
+          desc=f"{name} finetune", progress=progress)
+    if config.lora:  # model/ must load as a plain model: merge the adapters into the weights
+        model = tuned.merge_and_unload()
+        if parallel.is_main():
+            save_model(model, out_dir / "model")
     return wrap(model, vocab, name)
+
+
+EMBEDDINGS = {"llama": "embed_tokens", "gpt_neox": "embed_in", "gpt2": "wte"}
+
+
+def with_lora(model, rank: int):
+    """The model with peft LoRA adapters of `rank` (alpha = 2 * rank) on peft's default modules of its
+    architecture (Llama: q_proj and v_proj) and on the token embeddings; everything else frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    kind = model.config.model_type
+    targets = sorted(DEFAULTS[kind]) + [EMBEDDINGS[kind]]
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
 
 
 def _claim_pretraining(config: RunConfig, folder: Path) -> None:
@@ -200,7 +227,12 @@ def load_run(out_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, Loade
     print(f"warning: {out_dir} is unfinished: using its checkpoint at step {state['step']} of {state['steps']}")
     vocab = Vocab.load(out_dir / "vocab.json")
     model = new_model(config, vocab)
-    model.load_state_dict(state["model"])
+    if config.lora:  # the checkpoint of a LoRA fine-tuning holds the adapters: load them, then merge
+        model = with_lora(model, config.lora)
+        model.load_state_dict(state["model"])
+        model = model.merge_and_unload()
+    else:
+        model.load_state_dict(state["model"])
     model.requires_grad_(False)
     return config, wrap(model.to(device), vocab, f"{out_dir.name}-step{state['step']}")
 
