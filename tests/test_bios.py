@@ -83,3 +83,23 @@ def test_qa_and_vocabulary_cover_everything(population):
         assert tokens[where[attribute]:where[attribute] + len(value)] == value
     assert person.label("birth_date") == person.birth_month - 1
     assert bios.CITIES[person.label("employer_city")] == person.employer_city
+
+
+def test_bior_prose_has_many_templates_in_random_order(population):
+    assert all(len(set(options)) >= 20 and set(bios.TEMPLATES[a]) <= set(options) for a, options in bios.TEMPLATES_R.items())
+    vocab = bios.build_vocab("bioR")
+    assert bios.build_vocab().tokens == vocab.tokens[:len(bios.build_vocab())]  # bioS ids unchanged
+    texts = bios.biographies(population, multi=4, seed=0, prose="bioR")
+    docs = bios_docs(vocab, population, augment=False, multi=1, seed=0, prose="bioR")
+    assert len(docs) == 300
+    person = population.people[0]
+    orders = set()
+    for text in texts[0]:
+        assert text.startswith(person.name) and all(person.value(a) in text for a in bios.ATTRIBUTES)
+        orders.add(tuple(next(a for a in bios.ATTRIBUTES if person.value(a) in s and (a != "employer_city" or person.employer not in s))
+                         for s in sentences(text)))
+    assert len(orders) > 1  # bioR shuffles even without --augment
+    assert any("was raised in the streets of" in t for per in texts for t in per)  # a bioR-only template occurs
+    assert not any("was raised in the streets of" in t for per in bios.biographies(population, multi=4) for t in per)
+    with pytest.raises(KeyError):
+        bios_docs(bios.build_vocab(), population, augment=False, multi=1, seed=0, prose="bioR")

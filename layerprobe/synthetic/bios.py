@@ -80,6 +80,64 @@ TEMPLATES: dict[str, tuple[str, ...]] = {  # {s}: full name or pronoun; {v}: the
     "employer_city": ("{s} worked in {v}.", "{s} was based in {v}.", "{s} commuted to an office in {v}.",
                       "{s} had a job in {v}.", "{s} lived and worked in {v}."),
 }
+TEMPLATES_R: dict[str, tuple[str, ...]] = {  # bioR-like: 20 more templates per attribute, wordier prose
+    "birth_date": TEMPLATES["birth_date"] + (
+        "{s} was welcomed into the family on {v}.", "{s} first opened both eyes on {v}.",
+        "{s} arrived, according to the family records, on {v}.", "{s} has always marked {v} as the day it all began.",
+        "{s} was delivered on {v}, a date the family still celebrates.", "{s} took a first breath on {v}.",
+        "{s} was born, as the certificate states, on {v}.", "{s} came along on {v}.",
+        "{s} began life on {v}, on an ordinary morning.", "{s} shares a birthday with many others, having been born on {v}.",
+        "{s} lists {v} as the date of birth.", "{s} entered the world on {v}, to the joy of the parents.",
+        "{s} was brought into the world on {v}.", "{s} counts every year of life from {v}.",
+        "{s} was born in the early hours of {v}.", "{s} celebrates each year the anniversary of {v}.",
+        "{s} has a birthday on {v}.", "{s} was registered at birth on {v}.", "{s} joined the family on {v}.",
+        "{s} first saw daylight on {v}."),
+    "birth_city": TEMPLATES["birth_city"] + (
+        "{s} was raised in the streets of {v}.", "{s} spent a happy childhood in {v}.", "{s} is a native of {v}.",
+        "{s} still calls {v} a hometown.", "{s} was brought up by a family living in {v}.",
+        "{s} remembers growing up in the town of {v}.", "{s} first learned to walk in {v}.",
+        "{s} was born and raised in {v}.", "{s} was a child of {v}.", "{s} took the first steps in life in {v}.",
+        "{s} owes a love of home to {v}.", "{s} went to primary school in {v}.",
+        "{s} often speaks fondly of early days in {v}.", "{s} hails from {v}.",
+        "{s} was born in the city of {v}.", "{s} lived the first years of life in {v}.",
+        "{s} keeps close ties to {v}, where life began.", "{s} grew up among neighbours in {v}.",
+        "{s} was first registered as a resident of {v}.", "{s} started life in {v}."),
+    "university": TEMPLATES["university"] + (
+        "{s} enrolled at {v}.", "{s} spent student years at {v}.", "{s} earned a degree from {v}.",
+        "{s} was admitted to {v}.", "{s} is an alumnus of {v}.", "{s} went on to study at {v}.",
+        "{s} took classes at {v}.", "{s} benefited from the teaching at {v}.",
+        "{s} finished higher education at {v}.", "{s} spent four years studying at {v}.",
+        "{s} was a student at {v}.", "{s} graduated with honours from {v}.",
+        "{s} pursued advanced coursework at {v}.", "{s} completed an education at {v}.",
+        "{s} studied for a degree at {v}.", "{s} chose to attend {v}.", "{s} was trained at {v}.",
+        "{s} spent college years at {v}.", "{s} earned a diploma at {v}.", "{s} went to college at {v}."),
+    "major": TEMPLATES["major"] + (
+        "{s} concentrated on {v}.", "{s} devoted the college years to {v}.", "{s} earned a degree in {v}.",
+        "{s} studied {v} in depth.", "{s} developed a passion for {v}.", "{s} chose to study {v}.",
+        "{s} explored the field of {v}.", "{s} was trained in {v}.", "{s} took most courses in {v}.",
+        "{s} completed a major in {v}.", "{s} dedicated the studies to {v}.", "{s} became an expert in {v}.",
+        "{s} graduated in {v}.", "{s} wrote a thesis in {v}.", "{s} was drawn to {v}.",
+        "{s} followed a program in {v}.", "{s} spent long nights studying {v}.",
+        "{s} acquired a thorough grounding in {v}.", "{s} read {v} at college.", "{s} decided to major in {v}."),
+    "employer": TEMPLATES["employer"] + (
+        "{s} took a position at {v}.", "{s} was hired by {v}.", "{s} found employment at {v}.",
+        "{s} spent a career at {v}.", "{s} contributed to the success of {v}.", "{s} became an employee of {v}.",
+        "{s} worked hard for {v}.", "{s} accepted an offer from {v}.", "{s} was on the staff of {v}.",
+        "{s} started a job with {v}.", "{s} earned a living at {v}.", "{s} was recruited by {v}.",
+        "{s} spent many years with {v}.", "{s} held a role at {v}.", "{s} was part of the team at {v}.",
+        "{s} worked full time for {v}.", "{s} signed a contract with {v}.", "{s} served {v} for years.",
+        "{s} gained experience at {v}.", "{s} got a job at {v}."),
+    "employer_city": TEMPLATES["employer_city"] + (
+        "{s} went to work every day in {v}.", "{s} had an office in {v}.", "{s} moved to {v} for work.",
+        "{s} found a workplace in {v}.", "{s} spent the working week in {v}.", "{s} relocated to {v} for a job.",
+        "{s} was employed in {v}.", "{s} earned a salary in {v}.", "{s} settled in {v} for a career.",
+        "{s} spent office hours in {v}.", "{s} travelled each morning to {v}.", "{s} did most work in {v}.",
+        "{s} held a desk in {v}.", "{s} built a working life in {v}.", "{s} was stationed in {v}.",
+        "{s} took up work in {v}.", "{s} was posted to {v}.", "{s} made a career in {v}.",
+        "{s} worked mostly in {v}.", "{s} clocked in every day in {v}."),
+}
+"""bioR approximates the paper's LLM-rewritten biographies with 25 templates per attribute and a random
+sentence order (the real bioR has more varied prose and wording that also varies the value's context)."""
 QUESTIONS: dict[str, str] = {
     "birth_date": "What is the birth date of {n}?",
     "birth_city": "Which city was {n} born in?",
@@ -192,24 +250,27 @@ def make_population(n: int, seed: int = 0) -> Population:
     return Population(people, sorted(int(i) for i in order[:half]), sorted(int(i) for i in order[half:]))
 
 
-def biography(person: Person, rng: np.random.Generator, permute: bool = False, fullname: bool = False) -> str:
-    """One biography: a sentence per attribute, the full name first, then the pronoun (or the name)."""
+def biography(person: Person, rng: np.random.Generator, permute: bool = False, fullname: bool = False,
+              prose: str = "bioS") -> str:
+    """One biography: a sentence per attribute, the full name first, then the pronoun (or the name).
+    `prose="bioR"` draws from TEMPLATES_R and always shuffles the sentences."""
+    templates = TEMPLATES_R if prose == "bioR" else TEMPLATES
     order = list(ATTRIBUTES)
-    if permute:
+    if permute or prose == "bioR":
         order = [order[i] for i in rng.permutation(len(order))]
     sentences = []
     for i, attribute in enumerate(order):
-        template = TEMPLATES[attribute][rng.integers(len(TEMPLATES[attribute]))]
+        template = templates[attribute][rng.integers(len(templates[attribute]))]
         subject = person.name if i == 0 or fullname else person.pronoun
         sentences.append(template.format(s=subject, v=person.value(attribute)))
     return " ".join(sentences)
 
 
 def biographies(population: Population, multi: int = 1, permute: bool = False, fullname: bool = False,
-                seed: int = 0) -> list[list[str]]:
+                seed: int = 0, prose: str = "bioS") -> list[list[str]]:
     """`multi` biographies per person (bioS single is multi=1, no permute, no fullname)."""
     rng = np.random.default_rng(seed)
-    return [[biography(person, rng, permute, fullname) for _ in range(multi)] for person in population.people]
+    return [[biography(person, rng, permute, fullname, prose) for _ in range(multi)] for person in population.people]
 
 
 def canonical_biography(person: Person) -> tuple[list[str], dict[str, int]]:
@@ -299,11 +360,11 @@ def qa_tokens(person: Person, task: str, partner: Person | None = None) -> tuple
     return words(question) + words(ANSWER), words(answer)
 
 
-def build_vocab() -> Vocab:
-    """Every word the pools, templates and questions can produce, in a fixed order."""
+def build_vocab(prose: str = "bioS") -> Vocab:
+    """Every word the pools, templates (of bioS, or of bioR too) and questions can produce, in a fixed order."""
     texts = [*FIRST_FEMALE, *FIRST_MALE, *MIDDLE, *LAST, *CITIES, *UNIVERSITIES, *MAJORS, *EMPLOYERS, *MONTHS,
              *(str(y) for y in YEARS), *(str(d) for d in DAYS), "He She yes no , .", SEPARATOR, VERDICT, ANSWER,
              *(t for options in TEMPLATES.values() for t in options), *QUESTIONS.values(), DUAL_QUESTION,
-             *DUAL_NAMES.values()]
+             *DUAL_NAMES.values(), *(t for options in TEMPLATES_R.values() for t in options if prose == "bioR")]
     tokens = [w for text in texts for w in words(re.sub(r"\{\w+\}", "", text))]
     return Vocab(tokens)

@@ -116,9 +116,11 @@ def split_qa_doc(vocab: Vocab, population: bios.Population, person: int, task: s
     return qa_doc(vocab, population.people[person], task, answer_only, partner)
 
 
-def bios_docs(vocab: Vocab, population: bios.Population, augment: bool, multi: int, seed: int) -> list[Doc]:
+def bios_docs(vocab: Vocab, population: bios.Population, augment: bool, multi: int, seed: int,
+              prose: str = "bioS") -> list[Doc]:
     """Biographies: one per person (bioS single), or `multi` per person, permuted, full names."""
-    texts = bios.biographies(population, multi=multi if augment else 1, permute=augment, fullname=augment, seed=seed)
+    texts = bios.biographies(population, multi=multi if augment else 1, permute=augment, fullname=augment, seed=seed,
+                             prose=prose)
     return [Doc(vocab.encode(bios.words(text), bos=True, eos=True)) for per_person in texts for text in per_person]
 
 

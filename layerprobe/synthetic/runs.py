@@ -49,6 +49,7 @@ class RunConfig:
     people: int = 400  # bios
     mode: str = "mixed"  # bios: mixed | pretrain-finetune
     augment: bool = False  # bios: multi + permute + fullname
+    prose: str = "bioS"  # bios: bioS (5 templates per attribute) or bioR (25, random sentence order)
     multi: int = 5
     finetune_steps: int = 300  # bios pretrain-finetune
     finetune: str = "qa"  # bios pretrain-finetune: qa (part 3.1) or a part-3.2 condition of data.FINETUNES
@@ -61,7 +62,8 @@ class RunConfig:
             return f"cfg-{self.grammar}-{self.arch}{position}{noise}"
         task = "" if self.finetune == "qa" else f"-{self.finetune}"
         lora = f"-lora{self.lora}" if self.lora else ""
-        return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}{lora}"
+        prose = "" if self.prose == "bioS" else f"-{self.prose}"
+        return f"bios{prose}-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}{lora}"
 
     def pretraining(self) -> dict:
         """The settings that determine a pretrain-finetune run's biographies-only stage."""
@@ -83,7 +85,7 @@ class RunConfig:
         return bios.make_population(self.people, seed=self.seed)
 
     def vocab(self) -> Vocab:
-        return cfg_vocab(self.grammar_()) if self.world == "cfg" else bios.build_vocab()
+        return cfg_vocab(self.grammar_()) if self.world == "cfg" else bios.build_vocab(self.prose)
 
     def condition(self) -> str:
         """The bioS training condition as the CSVs name it, e.g. "mixed/aug" or "pretrain-finetune/aug/dual"."""
@@ -112,6 +114,8 @@ def validate(config: RunConfig) -> None:
         raise LayerprobeError(f"unknown world '{config.world}' (cfg or bios)")
     if config.mode not in ("mixed", "pretrain-finetune"):
         raise LayerprobeError(f"unknown --mode '{config.mode}' (mixed or pretrain-finetune)")
+    if config.prose not in ("bioS", "bioR"):
+        raise LayerprobeError(f"unknown --prose '{config.prose}' (bioS or bioR)")
     if config.finetune not in FINETUNES:
         raise LayerprobeError(f"unknown --finetune '{config.finetune}' ({', '.join(FINETUNES)})")
     if (config.finetune != "qa" or config.lora) and (config.world != "bios" or config.mode != "pretrain-finetune"):
@@ -161,7 +165,7 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
-    biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed)
+    biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed, config.prose)
     if config.mode == "mixed":
         questions = qa_docs(vocab, population, population.qa_train, answer_only=False)
         batch_fn = _mixed_batches(biographies, questions, config.batch, config.seed)
