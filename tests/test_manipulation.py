@@ -112,7 +112,7 @@ def test_every_condition_encodes_and_runs_share_one_pretraining(tmp_path, popula
     other = RunConfig(**dict(small, steps=4), finetune="dual")
     with pytest.raises(LayerprobeError, match="other settings"):
         train_run(other, tmp_path / other.name(), tmp_path / "data", progress=False)
-    with pytest.raises(LayerprobeError, match="needs --world bios --mode pretrain-finetune"):
+    with pytest.raises(LayerprobeError, match="need --world bios --mode pretrain-finetune"):
         validate(RunConfig(world="bios", mode="mixed", finetune="dual"))
 
 

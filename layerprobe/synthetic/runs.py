@@ -210,7 +210,7 @@ def _claim_pretraining(config: RunConfig, folder: Path) -> None:
     """Record the shared pretraining's settings, or refuse a folder that holds other settings."""
     saved = folder / "pretrain.json"
     if saved.exists():
-        if json.loads(saved.read_text(encoding="utf-8")) != config.pretraining():
+        if RunConfig(**json.loads(saved.read_text(encoding="utf-8"))).pretraining() != config.pretraining():  # newer fields: defaults
             raise LayerprobeError(f"{folder} holds a pretraining with other settings: use another --out or delete it")
         return
     folder.mkdir(parents=True, exist_ok=True)
