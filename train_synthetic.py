@@ -55,6 +55,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prose", default=defaults.prose, choices=["bioS", "bioR"],
                         help="bios: bioS templates, or bioR-like prose (25 templates per attribute, random sentence "
                              "order; an offline stand-in for the paper's LLM rewrite) (default %(default)s)")
+    parser.add_argument("--celebrities", type=float, default=defaults.celebrities,
+                        help="bios: share of people who get the --augment biographies and the QA training; the "
+                             "others (the minority) get one bioS biography and are only evaluated (default %(default)s)")
     parser.add_argument("--multi", type=int, default=defaults.multi, help="bios: M of multiM (default %(default)s)")
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps,
                         help="bios pretrain-finetune: QA fine-tuning steps (default %(default)s)")

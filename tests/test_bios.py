@@ -103,3 +103,25 @@ def test_bior_prose_has_many_templates_in_random_order(population):
     assert not any("was raised in the streets of" in t for per in bios.biographies(population, multi=4) for t in per)
     with pytest.raises(KeyError):
         bios_docs(bios.build_vocab(), population, augment=False, multi=1, seed=0, prose="bioR")
+
+
+def test_celebrities_alone_get_augmentation_and_qa_training(population):
+    from layerprobe.synthetic.runs import RunConfig, validate
+
+    stars = bios.celebrities(population, 0.3)
+    assert len(stars) == 90 and stars == bios.celebrities(population, 0.3)
+    vocab = bios.build_vocab()
+    docs = bios_docs(vocab, population, augment=True, multi=5, seed=0, only=stars)
+    assert len(docs) == 90 * 5 + 210
+    texts = [vocab.decode(doc.ids) for doc in docs]
+    star_names = {population.people[i].last for i in stars}
+    full = [t for t in texts if sum(w == t[2] for w in t) == 6]  # the full name (last word at index 2) in all six sentences
+    assert len(full) == 450 and {t[2] for t in full} <= star_names
+    config = RunConfig(world="bios", augment=True, celebrities=0.3, people=300)
+    assert config.name() == "bios-celeb0.3-mixed-aug-llama"
+    splits = config.qa_splits(population)
+    assert sorted(splits["train"] + splits["test"]) == stars
+    assert sorted(splits["minority"] + stars) == list(range(300))
+    assert set(splits["train"]) <= set(population.qa_train)
+    with pytest.raises(LayerprobeError, match="--celebrities needs"):
+        validate(RunConfig(world="bios", augment=False, celebrities=0.3))

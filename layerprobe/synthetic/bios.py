@@ -250,6 +250,12 @@ def make_population(n: int, seed: int = 0) -> Population:
     return Population(people, sorted(int(i) for i in order[:half]), sorted(int(i) for i in order[half:]))
 
 
+def celebrities(population: Population, share: float) -> list[int]:
+    """The celebrity people (part 3.1): a fixed random `share` of the population, sorted."""
+    count = round(share * len(population.people))
+    return sorted(int(i) for i in np.random.default_rng([len(population.people), 31]).permutation(len(population.people))[:count])
+
+
 def biography(person: Person, rng: np.random.Generator, permute: bool = False, fullname: bool = False,
               prose: str = "bioS") -> str:
     """One biography: a sentence per attribute, the full name first, then the pronoun (or the name).

@@ -117,10 +117,15 @@ def split_qa_doc(vocab: Vocab, population: bios.Population, person: int, task: s
 
 
 def bios_docs(vocab: Vocab, population: bios.Population, augment: bool, multi: int, seed: int,
-              prose: str = "bioS") -> list[Doc]:
-    """Biographies: one per person (bioS single), or `multi` per person, permuted, full names."""
+              prose: str = "bioS", only: Sequence[int] | None = None) -> list[Doc]:
+    """Biographies: one per person (bioS single), or `multi` per person, permuted, full names; with
+    `only`, just those people (the celebrities) get the augmented ones, the others a single one."""
     texts = bios.biographies(population, multi=multi if augment else 1, permute=augment, fullname=augment, seed=seed,
                              prose=prose)
+    if only is not None:
+        single = bios.biographies(population, seed=seed + 1, prose=prose)
+        chosen = set(only)
+        texts = [mine if i in chosen else single[i] for i, mine in enumerate(texts)]
     return [Doc(vocab.encode(bios.words(text), bos=True, eos=True)) for per_person in texts for text in per_person]
 
 

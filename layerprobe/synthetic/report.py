@@ -138,7 +138,7 @@ def bios_report(config: RunConfig, lm: LoadedModel, twin: LoadedModel, results: 
     population = config.population()
     condition = config.condition()
     base = dict(model=lm.name, subtask=condition, n_layers=lm.n_layers, method="greedy")
-    for split, people in [("train", population.qa_train), ("test", population.qa_test)]:
+    for split, people in config.qa_splits(population).items():
         if not results.done(model=lm.name, task="bios-qa", subtask=condition, language=split, method="greedy"):
             correct = {question: qa_accuracy(lm, population, people, question) for question in bios.ATTRIBUTES}
             rows = [summary_row(hits, task="bios-qa", language=split, attribute=question, **base)

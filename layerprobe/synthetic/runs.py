@@ -50,6 +50,7 @@ class RunConfig:
     mode: str = "mixed"  # bios: mixed | pretrain-finetune
     augment: bool = False  # bios: multi + permute + fullname
     prose: str = "bioS"  # bios: bioS (5 templates per attribute) or bioR (25, random sentence order)
+    celebrities: float = 0.0  # bios: share of people augmented and QA-trained (0: everyone as usual)
     multi: int = 5
     finetune_steps: int = 300  # bios pretrain-finetune
     finetune: str = "qa"  # bios pretrain-finetune: qa (part 3.1) or a part-3.2 condition of data.FINETUNES
@@ -62,7 +63,7 @@ class RunConfig:
             return f"cfg-{self.grammar}-{self.arch}{position}{noise}"
         task = "" if self.finetune == "qa" else f"-{self.finetune}"
         lora = f"-lora{self.lora}" if self.lora else ""
-        prose = "" if self.prose == "bioS" else f"-{self.prose}"
+        prose = ("" if self.prose == "bioS" else f"-{self.prose}") + (f"-celeb{self.celebrities:g}" if self.celebrities else "")
         return f"bios{prose}-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}{lora}"
 
     def pretraining(self) -> dict:
@@ -86,6 +87,15 @@ class RunConfig:
 
     def vocab(self) -> Vocab:
         return cfg_vocab(self.grammar_()) if self.world == "cfg" else bios.build_vocab(self.prose)
+
+    def qa_splits(self, population: bios.Population) -> dict[str, list[int]]:
+        """The QA splits: train and test halves, and with celebrities the minority (never QA-trained or
+        augmented) beside the celebrities' two halves."""
+        if not self.celebrities:
+            return {"train": population.qa_train, "test": population.qa_test}
+        stars = set(bios.celebrities(population, self.celebrities))
+        return {"train": [i for i in population.qa_train if i in stars], "test": [i for i in population.qa_test if i in stars],
+                "minority": [i for i in range(len(population.people)) if i not in stars]}
 
     def condition(self) -> str:
         """The bioS training condition as the CSVs name it, e.g. "mixed/aug" or "pretrain-finetune/aug/dual"."""
@@ -116,6 +126,8 @@ def validate(config: RunConfig) -> None:
         raise LayerprobeError(f"unknown --mode '{config.mode}' (mixed or pretrain-finetune)")
     if config.prose not in ("bioS", "bioR"):
         raise LayerprobeError(f"unknown --prose '{config.prose}' (bioS or bioR)")
+    if config.celebrities and (config.world != "bios" or not config.augment or not 0 < config.celebrities < 1):
+        raise LayerprobeError("--celebrities needs --world bios --augment and a share between 0 and 1")
     if config.finetune not in FINETUNES:
         raise LayerprobeError(f"unknown --finetune '{config.finetune}' ({', '.join(FINETUNES)})")
     if (config.finetune != "qa" or config.lora) and (config.world != "bios" or config.mode != "pretrain-finetune"):
@@ -165,9 +177,11 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
-    biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed, config.prose)
+    splits = config.qa_splits(population)
+    stars = bios.celebrities(population, config.celebrities) if config.celebrities else None
+    biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed, config.prose, only=stars)
     if config.mode == "mixed":
-        questions = qa_docs(vocab, population, population.qa_train, answer_only=False)
+        questions = qa_docs(vocab, population, splits["train"], answer_only=False)
         batch_fn = _mixed_batches(biographies, questions, config.batch, config.seed)
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
@@ -179,7 +193,7 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         _claim_pretraining(config, pretrain_dir)
     train(model, corpus_batches(biographies, config.batch, config.seed), config.steps, lr=config.lr,
           out_dir=pretrain_dir, curve_csv=curve_dir / f"train_{stage}.csv", desc=stage, run=stage, progress=progress)
-    questions = qa_docs(vocab, population, population.qa_train, answer_only=True, tasks=finetune_tasks(config.finetune))
+    questions = qa_docs(vocab, population, splits["train"], answer_only=True, tasks=finetune_tasks(config.finetune))
     tuned = with_lora(model, config.lora) if config.lora else model
     train(tuned, corpus_batches(questions, config.batch, config.seed + 1), config.finetune_steps,
           lr=config.lr if config.lora else config.lr / 3, out_dir=out_dir, curve_csv=curve_dir / f"train_{name}.csv",
