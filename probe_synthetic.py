@@ -7,8 +7,9 @@
 CFG runs: generation accuracy (share of sampled strings the CYK checker accepts) from the root and
 from a cut prefix, diversity, and linear probes per layer for the ancestor and span-end label of
 every level, on the trained model and on a random model of the same shape.
-bioS runs: QA accuracy on QA-train and QA-test people, part-3.2 tasks (birth year alone, birth-month
-parity with and without chain of thought, inverse search), and P-/Q-probes per layer.
+bioS runs: QA accuracy on QA-train and QA-test people, and P-/Q-probes per layer; part-3.2 runs
+(train_synthetic.py --finetune ...): their manipulation tasks, decoded greedily, per split (final
+answer, exact answer, majority baseline, each part of a dual or CoT answer), instead of the probes.
 iGSM runs of train_igsm.py (--probe vprobe): V-probes per layer for nece, can_next, dep and error
 (frozen model + rank-8 embedding update + linear head, fitted on training templates, scored on
 held-out ones), on the trained model and a random twin.

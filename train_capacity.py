@@ -5,7 +5,7 @@
 
 Each (size, exposures) model trains on a bioD-style population whose knowledge is exactly
 N * sum_k log2(T_k) bits, then its loss on the attribute values gives the learned bits, divided by
-the parameter count, in fp32 and after int8 quantisation: out/data/capacity_n<people>.csv.
+the parameter count, in fp32 and after int8 and int4 quantisation: out/data/capacity_n<people>.csv.
 """
 
 from __future__ import annotations

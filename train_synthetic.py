@@ -3,6 +3,7 @@
     python train_synthetic.py --world cfg                                   # grammar "small", 1.7M tokens
     python train_synthetic.py --world bios --mode mixed --augment
     python train_synthetic.py --world bios --mode pretrain-finetune --no-augment
+    python train_synthetic.py --world bios --mode pretrain-finetune --augment --finetune classify-cot  # part 3.2
     python train_synthetic.py --world cfg --grammar cfg3b --layers 12 --width 768 --heads 12 \\
         --steps 100000 --batch 96 --lr 3e-4                                 # the paper's scale, for a GPU
 
@@ -23,6 +24,7 @@ import torch
 
 from layerprobe.cli import run
 from layerprobe import parallel
+from layerprobe.synthetic.data import FINETUNES
 from layerprobe.synthetic.runs import RunConfig, train_run
 from layerprobe.synthetic.script_args import add_canon_arg
 
@@ -44,14 +46,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                   ("seed", int, "seed of the world, the weights and the batches")]:
         parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
     parser.add_argument("--grammar", default=defaults.grammar, help="cfg: small, cfg3b, cfg3i, cfg3h, cfg3g, cfg3f")
+    parser.add_argument("--corrupted", type=float, default=defaults.corrupted,
+                        help="cfg: share of training strings corrupted, each terminal redrawn with probability "
+                             "0.15 (default %(default)s)")
     parser.add_argument("--people", type=int, default=defaults.people, help="bios: population size (default %(default)s)")
     parser.add_argument("--mode", default=defaults.mode, choices=["mixed", "pretrain-finetune"])
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                         help="bios: multiM + permute + fullname biographies (default off: bioS single)")
+    parser.add_argument("--prose", default=defaults.prose, choices=["bioS", "bioR"],
+                        help="bios: bioS templates, or bioR-like prose (25 templates per attribute, random sentence "
+                             "order; an offline stand-in for the paper's LLM rewrite) (default %(default)s)")
+    parser.add_argument("--celebrities", type=float, default=defaults.celebrities,
+                        help="bios: share of people who get the --augment biographies and the QA training; the "
+                             "others (the minority) get one bioS biography and are only evaluated (default %(default)s)")
     parser.add_argument("--multi", type=int, default=defaults.multi, help="bios: M of multiM (default %(default)s)")
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps,
                         help="bios pretrain-finetune: QA fine-tuning steps (default %(default)s)")
     add_canon_arg(parser)
+    parser.add_argument("--finetune", default=defaults.finetune, choices=list(FINETUNES),
+                        help="bios pretrain-finetune: qa (part 3.1) or a part-3.2 manipulation condition, fine-tuned "
+                             "on a biographies-only pretraining shared by every condition (default %(default)s)")
+    parser.add_argument("--lora", type=int, default=defaults.lora,
+                        help="bios pretrain-finetune: fine-tune LoRA adapters of this rank (peft) instead of every "
+                             "weight (default %(default)s: full fine-tuning)")
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")

@@ -140,8 +140,28 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
             for attribute, values in (("birth_city", hits[0]), ("university", hits[1]), ("major", hits[2]),
                                       ("all", np.concatenate(hits))):
                 rows.append(dict(summary(values, "bios-gpt-4l", "bios-qa", condition, split, "greedy"), attribute=attribute))
-    for condition, value in (("root", 0.98), ("cut80", 0.9)):
+    for condition, value in (("root", 0.98), ("cut80", 0.9), ("cut80-corrupted", 0.4)):
         rows.append(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-generation", condition, "", "sample"))
+        for metric, number in (("support_collision", 4950.0 if condition == "root" else 1650.0),
+                               ("collisions", 0.0 if condition == "root" else 3.0)):
+            rows.append(dict(rows[-1], metric=metric, value=number, ci_low="", ci_high=""))
+    for method, sharp in (("attention-trained", 1.0), ("attention-random", 0.0)):
+        for layer in (1, 2, 3, 4):
+            for head in (0, 1):
+                decay = np.exp(-np.arange(33) * (0.05 + 0.2 * sharp * layer / 4))
+                rows += [dict(model="cfg-gpt-4l", task="cfg-attention", subtask=f"distance/head{head}/d{d}", language="",
+                              method=method, layer=layer, n_layers=4, metric="attention", value=float(v / decay.sum()),
+                              n_items=100, ci_low="", ci_high="") for d, v in enumerate(decay)]
+                rows += [dict(model="cfg-gpt-4l", task="cfg-attention", subtask=f"boundary/head{head}/level{level}",
+                              language="", method=method, layer=layer, n_layers=4, metric="excess_attention",
+                              value=float(sharp * 0.05 * level * head + rng.normal(0, 0.005)), n_items=100, ci_low="",
+                              ci_high="") for level in (1, 2, 3)]
+    for condition, questions in (("classify-cot", ("year_parity", "year_parity_cot")), ("dual", ("dual/major+university",))):
+        for split, value in (("train", 0.95), ("test", 0.5)):
+            for question in questions:
+                rows.append(dict(summary(outcomes(np.array([value]), 50, rng)[0], "bios-gpt-4l", "bios-manipulation",
+                                         f"pretrain-finetune/aug/{condition}", split, "greedy"), attribute=question))
+                rows.append(dict(rows[-1], metric="majority", value=0.52, ci_low="", ci_high=""))
     for condition in ("retry0", "retry0.2"):
         for split in ("train", "test"):
             for ops, value in (("ops=3", 0.9), ("ops=6", 0.6), ("all", 0.75)):
@@ -150,11 +170,11 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                                     f"{condition}/{ops}", split, "generation"))
     for exposures, per_param in ((100, 1.0), (1000, 2.0)):
         for n_params in (1e5, 3e5, 1e6, 3e6):
-            for method, loss in (("fp32", 1.0), ("int8", 0.97)):
+            for method, loss in (("fp32", 1.0), ("int8", 0.97), ("int4", 0.4)):
                 rows.append(dict(model=f"capacity-x{exposures}-p{int(n_params)}", task="capacity", subtask="", language="",
                                  method=method, layer=-1, n_layers=4, metric="bits_per_param",
                                  value=loss * per_param * min(1.0, 3e5 / n_params * 1.5), n_items=1000, ci_low="",
-                                 ci_high="", n_params=int(n_params), exposures=exposures, quantised=method == "int8"))
+                                 ci_high="", n_params=int(n_params), exposures=exposures, quantised=method != "fp32"))
     for n_layers in (2, 4):
         for canon, value in (("none", 0.15), ("A", 0.6), ("ABCD", 0.7)):
             for hop in ("hops=1", "hops=2", "all"):

@@ -6,7 +6,7 @@ import pytest
 
 from layerprobe.errors import LayerprobeError
 from layerprobe.synthetic import bios
-from layerprobe.synthetic.data import QA_TASKS, bios_docs, qa_doc, qa_docs
+from layerprobe.synthetic.data import bios_docs, qa_doc, qa_docs
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,11 @@ def test_biographies_and_augmentations(population):
 
 def test_qa_and_vocabulary_cover_everything(population):
     vocab = bios.build_vocab()
-    docs = bios_docs(vocab, population, augment=True, multi=3, seed=0) + qa_docs(vocab, population, range(300), True)
-    assert len(docs) == 300 * 3 + 300 * len(QA_TASKS)
+    everyone = list(range(300))
+    docs = bios_docs(vocab, population, augment=True, multi=3, seed=0) + qa_docs(vocab, population, everyone, True)
+    assert len(docs) == 300 * 3 + 300 * len(bios.ATTRIBUTES)
+    assert len(qa_docs(vocab, population, everyone, True, tasks=bios.TASKS_32)) == 300 * len(bios.TASKS_32)
     person = population.people[1]
-    question, answer = bios.qa(person, "month_parity")
-    assert answer == ("yes" if person.birth_month % 2 == 0 else "no")
-    assert bios.qa(person, "month_parity_cot")[1].endswith(answer)
     assert bios.qa(person, "inverse") == (f"Who was born on {person.birth_date} in {person.birth_city}?", person.name)
     assert bios.qa(person, "birth_year")[1] == str(person.birth_year)
     doc = qa_doc(vocab, person, "employer", answer_only=True)
@@ -84,3 +83,45 @@ def test_qa_and_vocabulary_cover_everything(population):
         assert tokens[where[attribute]:where[attribute] + len(value)] == value
     assert person.label("birth_date") == person.birth_month - 1
     assert bios.CITIES[person.label("employer_city")] == person.employer_city
+
+
+def test_bior_prose_has_many_templates_in_random_order(population):
+    assert all(len(set(options)) >= 20 and set(bios.TEMPLATES[a]) <= set(options) for a, options in bios.TEMPLATES_R.items())
+    vocab = bios.build_vocab("bioR")
+    assert bios.build_vocab().tokens == vocab.tokens[:len(bios.build_vocab())]  # bioS ids unchanged
+    texts = bios.biographies(population, multi=4, seed=0, prose="bioR")
+    docs = bios_docs(vocab, population, augment=False, multi=1, seed=0, prose="bioR")
+    assert len(docs) == 300
+    person = population.people[0]
+    orders = set()
+    for text in texts[0]:
+        assert text.startswith(person.name) and all(person.value(a) in text for a in bios.ATTRIBUTES)
+        orders.add(tuple(next(a for a in bios.ATTRIBUTES if person.value(a) in s and (a != "employer_city" or person.employer not in s))
+                         for s in sentences(text)))
+    assert len(orders) > 1  # bioR shuffles even without --augment
+    assert any("was raised in the streets of" in t for per in texts for t in per)  # a bioR-only template occurs
+    assert not any("was raised in the streets of" in t for per in bios.biographies(population, multi=4) for t in per)
+    with pytest.raises(KeyError):
+        bios_docs(bios.build_vocab(), population, augment=False, multi=1, seed=0, prose="bioR")
+
+
+def test_celebrities_alone_get_augmentation_and_qa_training(population):
+    from layerprobe.synthetic.runs import RunConfig, validate
+
+    stars = bios.celebrities(population, 0.3)
+    assert len(stars) == 90 and stars == bios.celebrities(population, 0.3)
+    vocab = bios.build_vocab()
+    docs = bios_docs(vocab, population, augment=True, multi=5, seed=0, only=stars)
+    assert len(docs) == 90 * 5 + 210
+    texts = [vocab.decode(doc.ids) for doc in docs]
+    star_names = {population.people[i].last for i in stars}
+    full = [t for t in texts if sum(w == t[2] for w in t) == 6]  # the full name (last word at index 2) in all six sentences
+    assert len(full) == 450 and {t[2] for t in full} <= star_names
+    config = RunConfig(world="bios", augment=True, celebrities=0.3, people=300)
+    assert config.name() == "bios-celeb0.3-mixed-aug-llama"
+    splits = config.qa_splits(population)
+    assert sorted(splits["train"] + splits["test"]) == stars
+    assert sorted(splits["minority"] + stars) == list(range(300))
+    assert set(splits["train"]) <= set(population.qa_train)
+    with pytest.raises(LayerprobeError, match="--celebrities needs"):
+        validate(RunConfig(world="bios", augment=False, celebrities=0.3))

@@ -1,4 +1,4 @@
-"""Knowledge capacity: bit counts by hand, the loss read-out against cross_entropy, int8 round trip."""
+"""Knowledge capacity: bit counts by hand, the loss read-out against cross_entropy, int8 and int4 round trips."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 from tiny import tiny_lm
 
 from layerprobe.synthetic.capacity import (
-    CapacityConfig, known_bits, learned_bits, make_population, quantise_int8, value_loss_bits,
+    PRECISIONS, CapacityConfig, CapacityRun, known_bits, learned_bits, make_population, quantise, train_and_measure,
+    value_loss_bits,
 )
 
 
@@ -59,7 +60,7 @@ def test_value_loss_matches_cross_entropy_and_a_uniform_model_learns_nothing():
 
 def test_int8_round_trip_error_is_within_half_a_step_per_row():
     model = tiny_lm("gpt2").model
-    quantised = quantise_int8(model)
+    quantised = quantise(model, 8)
     changed = 0
     for (name, before), after in zip(model.named_parameters(), quantised.parameters()):
         if before.dim() != 2:
@@ -72,3 +73,41 @@ def test_int8_round_trip_error_is_within_half_a_step_per_row():
         assert torch.allclose(levels, levels.round(), atol=1e-3) and levels.abs().max() <= 127 + 1e-3
         changed += int(not torch.equal(before, after))
     assert changed > 0
+
+
+def test_int4_groups_round_within_half_a_step_on_a_15_level_grid():
+    model = tiny_lm("llama").model
+    quantised = quantise(model, 4, group=32)
+    errors = {}
+    for (name, before), after in zip(model.named_parameters(), quantised.parameters()):
+        if before.dim() != 2:
+            assert torch.equal(before, after), name
+            continue
+        assert before.shape[1] % 32 == 0, name  # the tiny model's rows divide into groups
+        groups, later = before.reshape(before.shape[0], -1, 32), after.reshape(before.shape[0], -1, 32)
+        step = groups.abs().amax(dim=-1, keepdim=True) / 7
+        assert ((groups - later).abs() <= step / 2 + 1e-6).all(), name
+        levels = later / step
+        assert torch.allclose(levels, levels.round(), atol=1e-3) and levels.abs().max() <= 7 + 1e-3
+        assert max(len(torch.unique(levels[r, g].round())) for r in range(3) for g in range(groups.shape[1])) <= 15
+        errors[name] = ((before - after).abs().mean(), (before - quantise(model, 8).state_dict()[name]).abs().mean())
+    assert all(int4 > int8 for int4, int8 in errors.values())
+    # a row that does not divide into groups falls back to one scale per row
+    row = torch.nn.Linear(5, 2, bias=False)
+    with torch.no_grad():
+        row.weight.copy_(torch.tensor([[0.7, -0.35, 0.1, 0.0, 0.2], [1.4, 0.3, -0.7, 0.05, 0.0]]))
+    assert torch.allclose(quantise(row, 4, group=32).weight, torch.tensor([[0.7, -0.4, 0.1, 0.0, 0.2],
+                                                                          [1.4, 0.4, -0.8, 0.0, 0.0]]), atol=1e-6)
+
+
+def test_capacity_run_measures_every_precision_on_a_known_population(tmp_path):
+    from layerprobe.results import ResultsFile
+    run = CapacityRun(layers=1, width=32, exposures=3, people=40, value_sizes=(4, 8))
+    results = ResultsFile(tmp_path / "capacity.csv")
+    train_and_measure(run, tmp_path / "runs", results, tmp_path, progress=False)
+    rows = results.frame.set_index("method")
+    assert list(rows.index) == list(PRECISIONS) == ["fp32", "int8", "int4"]
+    assert (rows["known_bits"] == 40 * (2 + 3)).all()
+    assert ((rows["learned_bits"] >= 0) & (rows["learned_bits"] <= 200)).all()
+    assert rows.loc["fp32", "quantised"] in (False, "False") and rows.loc["int4", "quantised"] in (True, "True")
+    np.testing.assert_allclose(rows["value"], rows["learned_bits"] / rows["n_params"])

@@ -140,6 +140,7 @@ class BranchingOracle(torch.nn.Module):
 def test_cfg_generation_rows_equal_an_independent_parse_of_the_samples(tmp_path, monkeypatch):
     """The report's accuracy, distinct and mean_length rows against what was sampled, parsed by a naive recogniser."""
     monkeypatch.setattr(report, "_cfg_label_names", lambda depth: [])  # generation rows only
+    monkeypatch.setattr(report, "attention_rows", lambda *args: [])  # the oracle has no attention (test_cfg_analyses.py)
     config = RunConfig(world="cfg", layers=2, width=32, heads=4)
     grammar, vocab = config.grammar_(), config.vocab()
     rng = np.random.default_rng(123)
@@ -160,8 +161,8 @@ def test_cfg_generation_rows_equal_an_independent_parse_of_the_samples(tmp_path,
     monkeypatch.setattr(evaluate, "sample", spy)
     cfg_report(config, lm, lm, ResultsFile(tmp_path / "cfg.csv"), ProbeOptions(samples=24, cut=5))
     frame = read_results(tmp_path / "cfg.csv")
-    assert len(sampled) == 48
-    for subtask, chunk in (("root", sampled[:24]), ("cut5", sampled[24:])):
+    assert len(sampled) == 72  # root, cut5 and cut5 from a corrupted prompt (judged after the clean one: not here)
+    for subtask, chunk in (("root", sampled[:24]), ("cut5", sampled[24:48])):
         strings, accepted = [], []
         for prompt, (tokens, ended) in chunk:
             text = vocab.decode(prompt[1:] + tokens, skip_special=False)

@@ -100,8 +100,9 @@ def test_train_igsm_accuracy_rows_count_an_oracle_by_split_and_operations(igsm_r
     assert accuracy(frame, "test", "all")[0] == pytest.approx(1 / 6)
 
 
-def int8_by_hand(model: torch.nn.Module) -> torch.nn.Module:
-    """Per-row symmetric int8 of every matrix, written out element-wise in numpy."""
+def quantised_by_hand(model: torch.nn.Module, top: int = 127, group: int = 0) -> torch.nn.Module:
+    """Symmetric rounding to -top..top of every matrix, one scale per row (or per `group` weights of a
+    row when the row divides into them), written out element-wise in numpy."""
     import copy
 
     quantised = copy.deepcopy(model)
@@ -109,10 +110,13 @@ def int8_by_hand(model: torch.nn.Module) -> torch.nn.Module:
         for parameter in quantised.parameters():
             if parameter.dim() == 2:
                 weight = parameter.numpy().astype(np.float64)
+                size = group if group and weight.shape[1] % group == 0 else weight.shape[1]
                 out = np.empty_like(weight)
                 for r, row in enumerate(weight):
-                    scale = max(np.abs(row).max() / 127, 1e-12)
-                    out[r] = np.clip(np.round(row / scale), -127, 127) * scale
+                    for start in range(0, len(row), size):
+                        part = row[start:start + size]
+                        scale = max(np.abs(part).max() / top, 1e-12)
+                        out[r, start:start + size] = np.clip(np.round(part / scale), -top, top) * scale
                 parameter.copy_(torch.from_numpy(out).float())
     return quantised
 
@@ -141,9 +145,10 @@ def test_train_capacity_bits_equal_a_naive_recount(tmp_path):
     population = capacity.make_population(capacity.CapacityConfig(16, (4, 8)), seed=0)
     vocab = Vocab(population.vocabulary_tokens())
     params = sum(p.numel() for p in model.parameters())
-    assert set(frame.index) == {"fp32", "int8"} and (frame.model == name).all()
+    assert set(frame.index) == {"fp32", "int8", "int4"} and (frame.model == name).all()
     assert (frame.known_bits == 80).all() and (frame.n_params == params).all() and (frame.n_items == 16).all()
-    for method, measured in (("fp32", model), ("int8", int8_by_hand(model))):
+    for method, measured in (("fp32", model), ("int8", quantised_by_hand(model)),
+                             ("int4", quantised_by_hand(model, top=7, group=32))):
         bits = learned_bits_by_hand(measured, vocab, population)
         assert frame.loc[method, "learned_bits"] == pytest.approx(bits, abs=1e-3)
         assert frame.loc[method, "value"] == pytest.approx(bits / params, rel=1e-6)

@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, PercentFormatter
 
 from layerprobe.plots.common import (
@@ -19,7 +20,7 @@ from layerprobe.plots.common import (
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
-SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "canon-khop"]
+SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -137,10 +138,11 @@ def qa_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
-    rows = qa_rows(select(data.results, task=QA_TASKS, metric="accuracy", layer=-1))
+    tasks = [task for task in QA_TASKS if task != "bios-manipulation"]  # those have their own figure
+    rows = qa_rows(select(data.results, task=tasks, metric="accuracy", layer=-1))
     if rows.empty:
-        return missing("syn_qa", SYNTHETIC, f"no summary rows (layer -1) with task in {', '.join(QA_TASKS)}")
-    tasks = ordered(rows["task"], QA_TASKS)
+        return missing("syn_qa", SYNTHETIC, f"no summary rows (layer -1) with task in {', '.join(tasks)}")
+    tasks = ordered(rows["task"], tasks)
     conditions = {task: sorted(set(select(rows, task=task)["subtask"])) for task in tasks}
     models = model_order(rows)
     bars = {task: sorted(set(zip(select(rows, task=task)["model"], select(rows, task=task)["language"])),
@@ -179,6 +181,117 @@ def synthetic_qa(data: Data, canvas: Canvas) -> list[Outcome]:
     return [canvas.save(figure, "syn_qa", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
+def synthetic_manipulation(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 3.2: one panel per fine-tuning condition, a bar pair (train / held-out people) per question,
+    the majority-answer baseline of the held-out people as a black tick."""
+    rows = select(data.results, task="bios-manipulation", layer=-1)
+    if rows.empty or "attribute" not in rows.columns:
+        return missing("syn_manipulation", SYNTHETIC, "no task 'bios-manipulation' summary rows with column attribute")
+    conditions = sorted(set(select(rows, metric="accuracy")["subtask"]))
+    widths = [len(set(select(rows, subtask=c)["attribute"])) + 0.6 for c in conditions]
+    figure = new_figure(min(16.0, 0.55 * sum(widths) + 1.2 * len(conditions) + 1.0), 4.4)
+    axes = figure.subplots(1, len(conditions), squeeze=False, width_ratios=widths, sharey=True)[0]
+    readings = []
+    for ax, condition in zip(axes, conditions):
+        part = select(rows, subtask=condition)
+        questions = list(dict.fromkeys(part["attribute"]))
+        for offset, split, hatch in ((-0.2, "train", "//"), (0.2, "test", None)):
+            cells = select(part, metric="accuracy", language=split).set_index("attribute").reindex(questions)
+            values = cells["value"].to_numpy(dtype=float)
+            errors = np.abs(np.nan_to_num(cells[["ci_low", "ci_high"]].to_numpy(dtype=float).T - values, nan=0.0))
+            ax.bar(np.arange(len(questions)) + offset, values, 0.38, yerr=errors, hatch=hatch, edgecolor="white",
+                   color=SERIES_PALETTE[0], alpha=0.45 if split == "train" else 1.0,
+                   error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
+            if split == "test":
+                readings.append(f"{condition} held-out: " + ", ".join(f"{q} {pct(v)}" for q, v in zip(questions, values)))
+        baseline = select(part, metric="majority", language="test").set_index("attribute").reindex(questions)["value"]
+        ax.hlines(baseline.to_numpy(dtype=float), np.arange(len(questions)) + 0.02, np.arange(len(questions)) + 0.38,
+                  color="black", lw=1.6)
+        ax.set_xticks(range(len(questions)), [q.replace("dual/", "").replace("+", "+\n") for q in questions],
+                      rotation=60, ha="right", fontsize=7)
+        ax.set_title(condition.rsplit("/", 1)[-1])
+        share_axis(ax, "accuracy")
+        ax.grid(axis="x", visible=False)
+    handles = [Patch(facecolor=SERIES_PALETTE[0], alpha=0.45, hatch="//", edgecolor="white"),
+               Patch(facecolor=SERIES_PALETTE[0]), Line2D([], [], color="black", lw=1.6)]
+    legend_below(figure, handles, ["QA-train people", "held-out people", "majority answer (held-out)"])
+    title = "Knowledge manipulation (part 3.2): accuracy per question and fine-tuning condition"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_manipulation", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def synthetic_cfg_attention(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 1: attention by token distance (mean over heads) and excess attention to the most adjacent
+    earlier span end of each grammar level (the largest over heads), per block, trained vs random."""
+    rows = select(data.results, task="cfg-attention")
+    if rows.empty:
+        return missing("syn_cfg_attention", SYNTHETIC, "no task 'cfg-attention' rows")
+    outcomes: list[Outcome] = []
+    for model in model_order(rows):
+        mine = select(rows, model=model)
+        mine = mine.assign(kind=mine["subtask"].str.split("/").str[0], init=mine["method"].str.rpartition("-")[2],
+                           where=mine["subtask"].str.rsplit("/", n=1).str[-1])
+        figure = new_figure(11, 4.2)
+        left, right = figure.subplots(1, 2)
+        layers = sorted(set(mine["layer"]))
+        colours = dict(zip(layers, SERIES_PALETTE))
+        readings = []
+        for init, style in (("trained", "-"), ("random", "--")):
+            part = select(mine, kind="distance", init=init)
+            curves = part.assign(d=part["where"].str[1:].astype(int)).groupby(["layer", "d"])["value"].mean()
+            for layer in layers:
+                if layer in curves.index.get_level_values(0):
+                    curve = curves.loc[layer]
+                    left.plot(curve.index, curve.to_numpy(), style, color=colours[layer], lw=1.2)
+                    readings.append(f"{init} block {int(layer)}: mean attention {pct(curve.get(1, np.nan))} at distance 1, "
+                                    f"{pct(curve.iloc[-1])} at {int(curve.index[-1])}")
+            part = select(mine, kind="boundary", init=init)
+            best = part.groupby(["where", "layer"])["value"].max()
+            for (level, line), marker in zip(best.groupby(level=0), "osD^v"):
+                values = line.droplevel(0)
+                right.plot(values.index, values.to_numpy(), style, marker=marker, color="black" if init == "trained" else "grey",
+                           lw=1.2, ms=4, label=f"{level} ({init})")
+                readings.append(f"{init} {level}: largest excess boundary attention {values.max():+.3f} (block {int(values.idxmax())})")
+        left.set_yscale("log")
+        left.set_xlabel("token distance (query - key)")
+        left.set_ylabel("mean attention (over heads)")
+        left.set_title("attention by distance (solid trained, dashed random)")
+        right.axhline(0, color="grey", lw=0.8)
+        right.set_xlabel("block")
+        right.set_ylabel("excess attention (largest head)")
+        right.set_title("to the most adjacent earlier span end, per level")
+        right.legend(fontsize=7, frameon=False)
+        legend_below(figure, [Line2D([], [], color=colours[layer]) for layer in layers], [f"block {int(layer)}" for layer in layers])
+        title = f"{model}: CFG attention patterns, trained vs random model"
+        figure.suptitle(title)
+        outcomes.append(canvas.save(figure, f"syn_cfg_attention_{safe_name(model)}", SYNTHETIC, title, "; ".join(readings) + "."))
+    return outcomes
+
+
+def synthetic_cfg_diversity(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 1 diversity: the birthday-paradox support estimate of sampled strings per model and prompt,
+    next to the grammar's own samples; a bar without collisions is only a lower bound (hatched)."""
+    rows = select(data.results, task="cfg-generation", metric=["support_collision", "collisions"], layer=-1)
+    if rows.empty:
+        return missing("syn_cfg_diversity", SYNTHETIC, "no cfg-generation rows with metric support_collision")
+    table = rows.pivot_table(index=["model", "method", "subtask"], columns="metric", values="value", aggfunc="mean")
+    labels = [f"{model}\n{subtask} ({method})" for model, method, subtask in table.index]
+    figure = new_figure(max(6.0, 0.9 * len(labels) + 2), 4.4)
+    ax = figure.add_subplot()
+    bounds = table["collisions"].fillna(0).to_numpy() == 0
+    ax.bar(range(len(labels)), table["support_collision"].to_numpy(), color=SERIES_PALETTE[0],
+           hatch=["//" if b else None for b in bounds], edgecolor="white")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("distinct strings (birthday-paradox estimate)")
+    ax.grid(axis="x", visible=False)
+    readings = [f"{label.replace(chr(10), ' ')}: {value:,.0f}{' (no collision: lower bound)' if bound else ''}"
+                for label, value, bound in zip(labels, table["support_collision"], bounds)]
+    title = "CFG diversity: birthday-paradox estimate of distinct outputs (hatched = no collision, a lower bound)"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_cfg_diversity", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
 def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     rows = select(data.results, task="capacity", metric="bits_per_param")
     if rows.empty:
@@ -188,20 +301,18 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     rows = rows.dropna(subset=["n_params"])
     has_exposures = "exposures" in rows.columns and rows["exposures"].notna().any()
     groups = sorted(set(rows["exposures"].dropna())) if has_exposures else [None]
-    quantised = rows["quantised"].astype(str) if "quantised" in rows.columns else pd.Series("", index=rows.index)
+    precisions = ordered(rows["method"], ["fp32", "int8", "int4"])  # one line style per precision
+    styles = dict(zip(precisions, [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")] * 2))
     figure = new_figure(7.5, 4.2)
     ax = figure.add_subplot()
     readings = []
-    flags = sorted(set(quantised))
     for group, colour in zip(groups, SERIES_PALETTE):
         part = rows if group is None else rows[rows["exposures"] == group]
-        for flag in sorted(set(quantised[part.index])):
-            points = part[quantised[part.index] == flag].sort_values("n_params")
-            is_quantised = flag.lower() in ("true", "1", "yes")
-            label = (("all runs" if group is None else f"{int(group)} exposures")
-                     + ((", quantised" if is_quantised else ", full precision") if len(flags) > 1 else ""))
-            marker = "s" if is_quantised else "o"
-            ax.plot(points["n_params"], points["value"], "-", marker=marker, color=colour, label=label, ms=5)
+        for method in ordered(part["method"], precisions):
+            points = part[part["method"] == method].sort_values("n_params")
+            label = ("all runs" if group is None else f"{int(group)} exposures") + (f", {method}" if len(precisions) > 1 else "")
+            marker, line = styles[method]
+            ax.plot(points["n_params"], points["value"], line, marker=marker, color=colour, label=label, ms=5)
             top = points.loc[points["value"].idxmax()]
             readings.append(f"{label}: up to {top['value']:.2f} bits/param (at {int(top['n_params']):,} parameters)")
     ax.axhline(2, color="grey", ls=":", lw=1)

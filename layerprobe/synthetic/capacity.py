@@ -8,8 +8,10 @@ loss in bits over the people (a model that knows nothing has loss log2(T_k) per 
 learned 0 bits; one that is always sure and right has learned all of them), floored at 0.
 Dividing by the parameter count gives the paper's bits per parameter (~2 after 1000 exposures).
 
-`quantise_int8` rounds every weight matrix to int8 with one scale per row (per-channel
-quantisation) and dequantises it back to float, so the same evaluation measures what survives.
+`quantise` rounds every weight matrix to signed b-bit integers with one scale per row (int8,
+per-channel) or per group of 32 weights of a row (int4, as GGUF's Q4_0 blocks) and dequantises it
+back to float, so the same evaluation measures what survives (the paper: int8 keeps the 2
+bits/param, int4 does not).
 """
 
 from __future__ import annotations
@@ -109,23 +111,31 @@ def value_loss_bits(model: nn.Module, ids: torch.Tensor, positions: Sequence[int
     return np.concatenate(out)
 
 
-def quantise_int8(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every weight matrix rounded to int8, one scale per row, and dequantised.
+def quantise(model: nn.Module, bits: int = 8, group: int | None = None) -> nn.Module:
+    """A copy of `model` with every weight matrix rounded to `bits`-bit integers and dequantised.
 
-    Symmetric per-channel quantisation (zero point 0, scale = max |row| / 127, values in -127..127),
-    written out in plain torch because `torch.quantize_per_channel` is deprecated; vectors (norms,
-    biases) stay float, as in the usual int8 recipes.
+    Symmetric quantisation (zero point 0, scale = max |w| / (2^(bits-1) - 1) over each row, or over
+    each run of `group` weights of a row when the row divides into them; codes in -q..q), written out
+    in plain torch because `torch.quantize_per_channel` is deprecated; vectors (norms, biases) stay
+    float, as in the usual recipes.
     """
+    top = 2 ** (bits - 1) - 1
     quantised = copy.deepcopy(model)
     with torch.no_grad():
         for parameter in quantised.parameters():
             if parameter.dim() != 2:
                 continue
-            weight = parameter.float()
-            scale = (weight.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-12)
-            codes = torch.clamp(torch.round(weight / scale), -127, 127).to(torch.int8)
-            parameter.copy_((codes.float() * scale).to(parameter.dtype))
+            rows, columns = parameter.shape
+            size = group if group and columns % group == 0 else columns
+            weight = parameter.float().reshape(rows, columns // size, size)
+            scale = (weight.abs().amax(dim=-1, keepdim=True) / top).clamp_min(1e-12)
+            codes = torch.clamp(torch.round(weight / scale), -top, top)
+            parameter.copy_((codes * scale).reshape(rows, columns).to(parameter.dtype))
     return quantised
+
+
+PRECISIONS = {"fp32": None, "int8": dict(bits=8), "int4": dict(bits=4, group=32)}
+"""Each measured precision: the arguments of `quantise` (None: the model as trained)."""
 
 
 def encode_population(vocab: Vocab, population: Population) -> torch.Tensor:
@@ -173,8 +183,8 @@ class CapacityRun:
 
 def train_and_measure(run: CapacityRun, out_root: Path, results: ResultsFile, data_dir: Path,
                       device: str = "cpu", progress: bool = True) -> None:
-    """Train one run (resumable) and add its bits per parameter, before and after int8 quantisation."""
-    if results.done(model=run.name(), task="capacity", method="int8"):
+    """Train one run (resumable) and add its bits per parameter in fp32 and after int8 and int4 quantisation."""
+    if results.done(model=run.name(), task="capacity", method=list(PRECISIONS)[-1]):
         return
     population = make_population(CapacityConfig(run.people, run.value_sizes), seed=run.seed)
     vocab = Vocab(population.vocabulary_tokens())
@@ -187,10 +197,11 @@ def train_and_measure(run: CapacityRun, out_root: Path, results: ResultsFile, da
     positions = [p + 1 for p in population.value_positions()]  # after <bos>
     total = known_bits(run.people, run.value_sizes)
     params = n_parameters(model)
-    for method, measured in (("fp32", model), ("int8", quantise_int8(model))):
+    for method, arguments in PRECISIONS.items():
+        measured = model if arguments is None else quantise(model, **arguments)
         bits = learned_bits(value_loss_bits(measured, entries, positions), run.value_sizes)
         results.add([{"model": run.name(), "task": "capacity", "subtask": "", "language": "", "method": method,
                       "layer": -1, "n_layers": run.layers, "metric": "bits_per_param", "value": bits / params,
                       "n_items": run.people, "ci_low": math.nan, "ci_high": math.nan, "n_params": params,
-                      "exposures": run.exposures, "quantised": method == "int8", "learned_bits": bits,
+                      "exposures": run.exposures, "quantised": arguments is not None, "learned_bits": bits,
                       "known_bits": total, "width": run.width}])

@@ -165,6 +165,17 @@ class Grammar:
         return lo[self.root], hi[self.root]
 
 
+CORRUPT_TOKEN_RATE = 0.15
+"""In a corrupted string each terminal is replaced by a uniformly drawn one with this probability."""
+
+
+def corrupt(terminals: list[int], alphabet: list[int], rng: np.random.Generator, rate: float = CORRUPT_TOKEN_RATE) -> list[int]:
+    """A corrupted copy (part 1's "beyond perfect data"): each terminal is redrawn with probability `rate`."""
+    flips = rng.random(len(terminals)) < rate
+    drawn = rng.choice(alphabet, size=len(terminals))
+    return [int(d) if f else t for t, f, d in zip(terminals, flips, drawn)]
+
+
 def _union(rows: list[int], mask: int) -> int:
     """OR of rows[j] over the set bits j of mask."""
     result = 0

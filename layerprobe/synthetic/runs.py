@@ -4,13 +4,16 @@
 grammar or the population, from the seed), `vocab.json`, `model/` (final weights) and the
 checkpoints of each stage. bioS `pretrain-finetune` runs two stages: `pretrain/` on biographies,
 then the run folder itself fine-tuned on the QA-train people's questions (loss on answers only).
-`mixed` trains once on half biographies and half QA-train questions per batch.
+`mixed` trains once on half biographies and half QA-train questions per batch. A part-3.2 run
+(`finetune` other than "qa") fine-tunes on its manipulation tasks on top of a biographies-only
+pretraining that every run of the same pretraining settings shares: the sibling folder
+`pretrain-<name>/` (with `pretrain.json`, its settings, checked on reuse).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +25,10 @@ from layerprobe.models import LoadedModel
 from layerprobe.results import atomic_write_text
 from layerprobe.synthetic import bios
 from layerprobe.synthetic.cfg import Grammar, get_grammar
-from layerprobe.synthetic.data import Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, pad, qa_docs, step_rng
-from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
+from layerprobe.synthetic.data import (
+    FINETUNES, Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, finetune_tasks, pad, qa_docs, step_rng,
+)
+from layerprobe.synthetic.train import build_model, load_trained, n_parameters, save_model, train, wrap
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -40,18 +45,37 @@ class RunConfig:
     lr: float = 1e-3
     seed: int = 0
     grammar: str = "small"  # cfg
+    corrupted: float = 0.0  # cfg: share of training strings corrupted (cfg.corrupt)
     people: int = 400  # bios
     mode: str = "mixed"  # bios: mixed | pretrain-finetune
     augment: bool = False  # bios: multi + permute + fullname
+    prose: str = "bioS"  # bios: bioS (5 templates per attribute) or bioR (25, random sentence order)
+    celebrities: float = 0.0  # bios: share of people augmented and QA-trained (0: everyone as usual)
     multi: int = 5
     finetune_steps: int = 300  # bios pretrain-finetune
     canon: str = ""  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon)
+    finetune: str = "qa"  # bios pretrain-finetune: qa (part 3.1) or a part-3.2 condition of data.FINETUNES
+    lora: int = 0  # bios pretrain-finetune: LoRA rank of the fine-tuning (0: full fine-tuning)
 
     def name(self) -> str:
         position = ("" if self.rotary else "-abs") + (f"-canon{self.canon}" if self.canon else "")
         if self.world == "cfg":
-            return f"cfg-{self.grammar}-{self.arch}{position}"
-        return f"bios-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}"
+            noise = f"-corrupt{self.corrupted:g}" if self.corrupted else ""
+            return f"cfg-{self.grammar}-{self.arch}{position}{noise}"
+        task = "" if self.finetune == "qa" else f"-{self.finetune}"
+        lora = f"-lora{self.lora}" if self.lora else ""
+        prose = ("" if self.prose == "bioS" else f"-{self.prose}") + (f"-celeb{self.celebrities:g}" if self.celebrities else "")
+        return f"bios{prose}-{self.mode}-{'aug' if self.augment else 'noaug'}-{self.arch}{position}{task}{lora}"
+
+    def pretraining(self) -> dict:
+        """The settings that determine a pretrain-finetune run's biographies-only stage."""
+        return {k: v for k, v in asdict(self).items() if k not in ("finetune", "finetune_steps", "lora")}
+
+    def pretrain_dir(self, out_dir: Path) -> Path:
+        """Where the biographies-only stage lives: inside a part-3.1 run, shared beside part-3.2 runs."""
+        if self.finetune == "qa" and not self.lora:
+            return out_dir / "pretrain"
+        return out_dir.parent / f"pretrain-{replace(self, finetune='qa', lora=0).name()}"
 
     def max_len(self) -> int:
         return self.grammar_().length_range()[1] + 2 if self.world == "cfg" else 128
@@ -63,11 +87,22 @@ class RunConfig:
         return bios.make_population(self.people, seed=self.seed)
 
     def vocab(self) -> Vocab:
-        return cfg_vocab(self.grammar_()) if self.world == "cfg" else bios.build_vocab()
+        return cfg_vocab(self.grammar_()) if self.world == "cfg" else bios.build_vocab(self.prose)
+
+    def qa_splits(self, population: bios.Population) -> dict[str, list[int]]:
+        """The QA splits: train and test halves, and with celebrities the minority (never QA-trained or
+        augmented) beside the celebrities' two halves."""
+        if not self.celebrities:
+            return {"train": population.qa_train, "test": population.qa_test}
+        stars = set(bios.celebrities(population, self.celebrities))
+        return {"train": [i for i in population.qa_train if i in stars], "test": [i for i in population.qa_test if i in stars],
+                "minority": [i for i in range(len(population.people)) if i not in stars]}
 
     def condition(self) -> str:
-        """The bioS training condition as the CSVs name it, e.g. "mixed/aug"."""
-        return f"{self.mode}/{'aug' if self.augment else 'noaug'}"
+        """The bioS training condition as the CSVs name it, e.g. "mixed/aug" or "pretrain-finetune/aug/dual"."""
+        task = "" if self.finetune == "qa" else f"/{self.finetune}"
+        lora = f"/lora{self.lora}" if self.lora else ""
+        return f"{self.mode}/{'aug' if self.augment else 'noaug'}{task}{lora}"
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=1))
@@ -90,6 +125,18 @@ def validate(config: RunConfig) -> None:
         raise LayerprobeError(f"unknown world '{config.world}' (cfg or bios)")
     if config.mode not in ("mixed", "pretrain-finetune"):
         raise LayerprobeError(f"unknown --mode '{config.mode}' (mixed or pretrain-finetune)")
+    if config.prose not in ("bioS", "bioR"):
+        raise LayerprobeError(f"unknown --prose '{config.prose}' (bioS or bioR)")
+    if config.celebrities and (config.world != "bios" or not config.augment or not 0 < config.celebrities < 1):
+        raise LayerprobeError("--celebrities needs --world bios --augment and a share between 0 and 1")
+    if config.finetune not in FINETUNES:
+        raise LayerprobeError(f"unknown --finetune '{config.finetune}' ({', '.join(FINETUNES)})")
+    if (config.finetune != "qa" or config.lora) and (config.world != "bios" or config.mode != "pretrain-finetune"):
+        raise LayerprobeError("--finetune and --lora need --world bios --mode pretrain-finetune")
+    if config.lora < 0:
+        raise LayerprobeError("--lora must be a rank >= 1, or 0 for full fine-tuning")
+    if not 0 <= config.corrupted <= 1:
+        raise LayerprobeError("--corrupted must be a share between 0 and 1")
     if min(config.layers, config.width, config.heads, config.steps, config.batch) < 1 or config.lr <= 0:
         raise LayerprobeError("--layers, --width, --heads, --steps, --batch and --lr must be positive")
 
@@ -127,24 +174,62 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         vocab.save(out_dir / "vocab.json")
         print(f"{name}: {n_parameters(model):,} parameters, {config.steps} steps of {config.batch} sequences")
     if config.world == "cfg":
-        batch_fn = cfg_batches(config.grammar_(), vocab, config.batch, config.seed)
+        batch_fn = cfg_batches(config.grammar_(), vocab, config.batch, config.seed, config.corrupted)
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
-    biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed)
+    splits = config.qa_splits(population)
+    stars = bios.celebrities(population, config.celebrities) if config.celebrities else None
+    biographies = bios_docs(vocab, population, config.augment, config.multi, config.seed, config.prose, only=stars)
     if config.mode == "mixed":
-        questions = qa_docs(vocab, population, population.qa_train, answer_only=False)
+        questions = qa_docs(vocab, population, splits["train"], answer_only=False)
         batch_fn = _mixed_batches(biographies, questions, config.batch, config.seed)
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
               curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
         return wrap(model, vocab, name)
+    pretrain_dir = config.pretrain_dir(out_dir)
+    shared = pretrain_dir.parent != out_dir
+    stage = pretrain_dir.name if shared else f"{name}-pretrain"
+    if shared and parallel.is_main():
+        _claim_pretraining(config, pretrain_dir)
     train(model, corpus_batches(biographies, config.batch, config.seed), config.steps, lr=config.lr,
-          out_dir=out_dir / "pretrain", curve_csv=curve_dir / f"train_{name}-pretrain.csv",
-          desc=f"{name} pretrain", run=f"{name}-pretrain", progress=progress)
-    questions = qa_docs(vocab, population, population.qa_train, answer_only=True)
-    train(model, corpus_batches(questions, config.batch, config.seed + 1), config.finetune_steps, lr=config.lr / 3,
-          out_dir=out_dir, curve_csv=curve_dir / f"train_{name}.csv", desc=f"{name} finetune", progress=progress)
+          out_dir=pretrain_dir, curve_csv=curve_dir / f"train_{stage}.csv", desc=stage, run=stage, progress=progress)
+    questions = qa_docs(vocab, population, splits["train"], answer_only=True, tasks=finetune_tasks(config.finetune))
+    tuned = with_lora(model, config.lora) if config.lora else model
+    train(tuned, corpus_batches(questions, config.batch, config.seed + 1), config.finetune_steps,
+          lr=config.lr if config.lora else config.lr / 3, out_dir=out_dir, curve_csv=curve_dir / f"train_{name}.csv",
+          desc=f"{name} finetune", progress=progress)
+    if config.lora:  # model/ must load as a plain model: merge the adapters into the weights
+        model = tuned.merge_and_unload()
+        if parallel.is_main():
+            save_model(model, out_dir / "model")
     return wrap(model, vocab, name)
+
+
+EMBEDDINGS = {"llama": "embed_tokens", "gpt_neox": "embed_in", "gpt2": "wte"}
+
+
+def with_lora(model, rank: int):
+    """The model with peft LoRA adapters of `rank` (alpha = 2 * rank) on peft's default modules of its
+    architecture (Llama: q_proj and v_proj) and on the token embeddings; everything else frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    kind = model.config.model_type
+    targets = sorted(DEFAULTS[kind]) + [EMBEDDINGS[kind]]
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
+
+
+def _claim_pretraining(config: RunConfig, folder: Path) -> None:
+    """Record the shared pretraining's settings, or refuse a folder that holds other settings."""
+    saved = folder / "pretrain.json"
+    if saved.exists():
+        if RunConfig(**json.loads(saved.read_text(encoding="utf-8"))).pretraining() != config.pretraining():  # newer fields: defaults
+            raise LayerprobeError(f"{folder} holds a pretraining with other settings: use another --out or delete it")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, json.dumps(config.pretraining(), indent=1))
 
 
 def load_run(out_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, LoadedModel]:
@@ -161,7 +246,12 @@ def load_run(out_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, Loade
     print(f"warning: {out_dir} is unfinished: using its checkpoint at step {state['step']} of {state['steps']}")
     vocab = Vocab.load(out_dir / "vocab.json")
     model = new_model(config, vocab)
-    model.load_state_dict(state["model"])
+    if config.lora:  # the checkpoint of a LoRA fine-tuning holds the adapters: load them, then merge
+        model = with_lora(model, config.lora)
+        model.load_state_dict(state["model"])
+        model = model.merge_and_unload()
+    else:
+        model.load_state_dict(state["model"])
     model.requires_grad_(False)
     return config, wrap(model.to(device), vocab, f"{out_dir.name}-step{state['step']}")
 

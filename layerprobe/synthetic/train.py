@@ -182,7 +182,8 @@ def _atomic_torch_save(obj: object, path: Path) -> None:
         raise
 
 
-def _save_pretrained_atomic(model: nn.Module, target: Path) -> None:
+def save_model(model: nn.Module, target: Path) -> None:
+    """`save_pretrained` into `target`, which appears whole or not at all."""
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         model.save_pretrained(staging / "model")
@@ -283,7 +284,7 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
     bar.close()
     model.eval()
     if out_dir is not None and accelerator.is_main_process and (start < steps or not (Path(out_dir) / "model").exists()):
-        _save_pretrained_atomic(model, Path(out_dir) / "model")
+        save_model(model, Path(out_dir) / "model")
     accelerator.wait_for_everyone()
     del parallel_model, parallel_optimizer
     accelerator.free_memory()  # drops the data-parallel wrapper, so a later train() of this model wraps it afresh
