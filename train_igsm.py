@@ -47,6 +47,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="problem sizes (default %(default)s: 2-3 layers of 2-3 items, <=6 parameters, 1-3 operations)")
     parser.add_argument("--retry", type=float, nargs="+", default=[0.0],
                         help="retry probabilities p, one model each (part 2.2; e.g. 0 0.1 0.5)")
+    parser.add_argument("--mask-mistakes", action="store_true",
+                        help="no loss on a retry's mistake tokens (its [BACK] stays trained); default: loss on everything")
+    parser.add_argument("--curriculum", type=float, default=defaults.curriculum,
+                        help="share of the steps, the first ones, on 1-operation problems only (default %(default)s)")
+    parser.add_argument("--curve-every", type=int, default=defaults.curve_every,
+                        help="steps between the checkpoints graded for the learning curve (default: steps/10)")
     parser.add_argument("--depths", type=int, nargs="+", default=None,
                         help="depth-vs-width sweep: one model per depth, width chosen for the parameter count of --layers/--width")
     parser.add_argument("--eval", type=int, default=60, help="problems graded per split (default %(default)s)")
@@ -57,13 +63,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise LayerprobeError(f"--retry takes probabilities in [0, 1), got {args.retry}")
     if args.depths and min(args.depths) < 1:
         raise LayerprobeError(f"--depths takes positive layer counts, got {args.depths}")
+    if not 0 <= args.curriculum < 1:
+        raise LayerprobeError(f"--curriculum takes a share of the steps in [0, 1), got {args.curriculum}")
+    if args.curve_every < 0:
+        raise LayerprobeError(f"--curve-every must be >= 0, got {args.curve_every}")
     if args.eval < 1:
         raise LayerprobeError(f"--eval must be positive, got {args.eval}")
     return args
 
 
 def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
-    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset")}
+    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset",
+                                                 "curriculum", "mask_mistakes", "curve_every")}
     if args.quick:
         values.update(QUICK)
     base = IGSMRun(**values)
