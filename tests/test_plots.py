@@ -28,7 +28,8 @@ EXPECTED = (
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips")]
-    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_qa", "syn_capacity"]
+    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_qa",
+                                                                                    "syn_capacity"]
 )
 
 
