@@ -1,6 +1,6 @@
 """Train small LMs on iGSM grade-school math and grade their greedy solutions (Physics of LMs 2.1, 2.2).
 
-    python train_igsm.py                            # one model (preset "cpu", 300 steps)
+    python train_igsm.py                            # one model (preset "cpu", 4x128, 300 steps, first 25% 1-op)
     python train_igsm.py --retry 0 0.1 0.5          # part 2.2: retry data, graded on clean problems
     python train_igsm.py --depths 2 4 8             # depth vs width at the parameter count of --layers/--width
     python train_igsm.py --preset paper --layers 12 --width 768 --heads 12 --steps 100000 \\
@@ -30,7 +30,7 @@ from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, train_igsm, width
 from layerprobe.synthetic.script_args import add_compute_args, compute_device
 from layerprobe.synthetic.train import n_parameters
 
-QUICK = dict(layers=2, width=32, steps=20, batch=8)
+QUICK = dict(layers=2, width=32, steps=20, batch=8, curve_every=20)
 """--quick: a smoke-test size (seconds) for scripts/run_all.sh."""
 
 

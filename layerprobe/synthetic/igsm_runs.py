@@ -41,7 +41,7 @@ class IGSMRun:
     seed: int = 0
     retry: float = 0.0  # probability of a retry step (part 2.2)
     preset: str = "cpu"  # igsm.PRESETS key
-    curriculum: float = 0.0  # share of the steps (the first ones) on 1-operation problems only
+    curriculum: float = 0.25  # share of the steps (the first ones) on 1-operation problems only
     mask_mistakes: bool = False  # no loss on a retry's mistake tokens (its [BACK] stays trained)
     curve_every: int = 0  # steps between checkpoints graded for the learning curve (0: steps // 10)
 
