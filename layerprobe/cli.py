@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from layerprobe.errors import LayerprobeError
 from layerprobe.head import HEAD_DTYPES
+from layerprobe.models import check_model
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -42,8 +43,13 @@ def add_run_args(parser: argparse.ArgumentParser, out_default: str = "out/data")
 
 
 def models_from_args(args: argparse.Namespace) -> list[str]:
+    """The --model values (default DEFAULT_MODEL), every one checked (`check_model`) before any loads:
+    a bad name late in a sweep fails before the first model has written anything."""
     models = args.model if isinstance(args.model, list) else [m for m in [args.model] if m]
-    return models or [DEFAULT_MODEL]
+    models = models or [DEFAULT_MODEL]
+    for model in models:
+        check_model(model)
+    return models
 
 
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:

@@ -38,6 +38,11 @@ LOGIT_CHUNK_BYTES = 64 * 2**20
 """Upper bound on one chunk of fp32 lens logits; bounds the head's peak memory."""
 CACHE_CHUNK_ITEMS = 64
 """Items per chunk of the disk cache: a resumed run recomputes at most one chunk."""
+SCORING_VERSION = 2
+"""Part of every score-cache key (`_fingerprint`). Bump it with any change that can move a cached
+number: packing, masks, hooks, the lens or head code (`layerprobe.head`, its MIXED_TOP_K and
+CORRECTION_RANK), the adapter, or what a chunk file holds. 2: the key covers every weight, the
+dtype, the tokenizer (1 hashed the config and 4,096 embedding values)."""
 
 
 @dataclass
@@ -235,19 +240,78 @@ def _lens_logprobs(head: LensHead, states: torch.Tensor, rows: torch.Tensor, tar
     return out
 
 
-def _fingerprint(lm: LoadedModel) -> str:
-    """Identifies the weights cheaply: config plus a sample of the embedding matrix."""
-    weight = lm.model.get_input_embeddings().weight
-    sample = weight.detach().flatten()[:4096].float().cpu().numpy().tobytes()
-    config = json.dumps(lm.model.config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(config.encode() + sample).hexdigest()[:16]
+def _weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every parameter and buffer once (tied weights once), by name. accelerate keeps an offloaded
+    weight on the "meta" device and its hook holds the value: that value is read instead."""
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if tensor is None or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            if tensor.device.type == "meta":
+                tensor = _offloaded(module, name, f"{module_name}.{name}")
+            yield f"{module_name}.{name}", tensor
 
 
-def _chunk_path(lm: LoadedModel, encoded: Sequence, lens: str, features: bool, head_dtype: str) -> Path:
-    key = [_fingerprint(lm), lens, features, encoded]
-    if head_dtype != "float32":  # fp32 keys stay as they were, so existing caches remain valid
-        key.append(head_dtype)
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
+def _offloaded(module: torch.nn.Module, name: str, full_name: str) -> torch.Tensor:
+    hook = getattr(module, "_hf_hook", None)
+    for candidate in getattr(hook, "hooks", [hook]):  # accelerate's SequentialHook holds several
+        weights = getattr(candidate, "weights_map", None)
+        if weights is not None and name in weights:
+            return weights[name]
+    raise LayerprobeError(f"weight {full_name} is on the meta device and no offload hook holds it: "
+                          "cannot key the score cache (pass use_cache=False)")
+
+
+_WORDS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+CHECKSUM_CHUNK = {"cpu": 2**16, "accelerator": 2**22}
+"""Elements per step of `_checksum`. On a CPU a step that stays in cache is faster (SmolLM2's whole
+fingerprint, 135M weights, one thread: 0.52 CPU s with 2**16, 1.02 s with 2**22); on a GPU big steps
+save kernel launches."""
+
+
+def _checksum(tensor: torch.Tensor) -> tuple[int, int]:
+    """Sum and odd-weighted sum (element i weighted 2i+1) of the tensor's raw words, mod 2**64, on its device.
+
+    Exact integer arithmetic: no rounding, the same on every device and in every order. One changed
+    element changes both sums (by delta and by delta x an odd number, never 0 mod 2**64); the weighted
+    sum also sees elements that swap places. Much cheaper than a cryptographic hash on a GPU.
+    """
+    words = tensor.detach().contiguous().view(-1).view(_WORDS[tensor.element_size()])
+    chunk = CHECKSUM_CHUNK["cpu" if words.device.type == "cpu" else "accelerator"]
+    total = torch.zeros((), dtype=torch.int64, device=words.device)
+    weighted = torch.zeros((), dtype=torch.int64, device=words.device)
+    odd = torch.arange(1, 2 * min(len(words), chunk), 2, device=words.device)
+    for start in range(0, len(words), chunk):
+        part = words[start:start + chunk].long()
+        part_sum = part.sum()
+        # sum of part[j] * (2 (start + j) + 1) = sum of part[j] * (2j + 1) + 2 start * sum of part[j]
+        weighted += (part * odd[:len(part)]).sum() + 2 * start * part_sum
+        total += part_sum
+    return int(total) % 2**64, int(weighted) % 2**64
+
+
+def _tokenizer_identity(tokenizer: object) -> str:
+    """The whole tokenizer of a fast tokenizer (vocabulary, merges, normaliser, special tokens), else its vocabulary."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocabulary = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    special = json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True, default=str)
+    return hashlib.sha256((type(tokenizer).__name__ + special + vocabulary).encode()).hexdigest()
+
+
+def _fingerprint(lm: LoadedModel, lens: str, head_dtype: str) -> str:
+    """What a cached score depends on besides the items: every weight and buffer (checksummed now, so
+    a model changed in memory misses the cache), the config, the forward dtype, the tokenizer, the
+    lens, the head precision and SCORING_VERSION."""
+    weights = [(name, str(tensor.dtype), list(tensor.shape), *_checksum(tensor)) for name, tensor in _weights(lm.model)]
+    config = lm.model.config.to_dict()
+    key = [SCORING_VERSION, config, str(lm.dtype), _tokenizer_identity(lm.tokenizer), lens, head_dtype, weights]
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _chunk_path(fingerprint: str, encoded: Sequence, features: bool) -> Path:
+    digest = hashlib.sha256(json.dumps([fingerprint, features, encoded]).encode()).hexdigest()[:24]
     return cache_dir() / "scores" / f"{digest}.npz"
 
 
@@ -281,8 +345,9 @@ def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", ba
     """Score every candidate of every item at every layer (and optionally return probe features).
 
     `head_dtype` is the lens head's precision (`layerprobe.head`: float32, bfloat16 or mixed).
-    Results are cached on disk in chunks of CACHE_CHUNK_ITEMS items, keyed by the weights, the token
-    ids, the lens, the head dtype and `features`: an interrupted run resumes, a repeated run reads the cache.
+    Results are cached on disk in chunks of CACHE_CHUNK_ITEMS items, keyed by the token ids, `features`
+    and `_fingerprint` (every weight, checksummed at each call, the config, the dtype, the tokenizer,
+    the lens, the head dtype, SCORING_VERSION): an interrupted run resumes, a repeated run reads the cache.
     Under a launcher (`layerprobe.parallel`) every process must call this with the same items: the
     batches are shared out, every process returns the whole result, and the main process alone
     decides which chunks are cached and writes the new ones.
@@ -292,7 +357,8 @@ def score_items(lm: LoadedModel, items: Sequence[MCItem], lens: str = "norm", ba
     head = LensHead(lm.adapter, head_dtype)
     encoded = _tokenize(lm, items)
     chunks = [encoded[start:start + CACHE_CHUNK_ITEMS] for start in range(0, len(encoded), CACHE_CHUNK_ITEMS)]
-    paths = [_chunk_path(lm, chunk, lens, features, head_dtype) for chunk in chunks]
+    fingerprint = _fingerprint(lm, lens, head_dtype) if use_cache else ""
+    paths = [_chunk_path(fingerprint, chunk, features) for chunk in chunks]
     cached = parallel.agree([use_cache and path.exists() for path in paths])
     parts = [_load_chunk(path) if hit else None for path, hit in zip(paths, cached)]
     bar = tqdm(total=len(items), desc=desc or f"{lm.name} scoring", unit="item",

@@ -255,8 +255,31 @@ def _converted(folder: Path) -> bool:
     return (folder / "config.json").exists()
 
 
+def check_model(name: str) -> None:
+    """Fail now, in one line, when `name` names no model we could load, so that a sweep
+    (`--model a --model b`) stops before its first model loads. Offline and without loading: a
+    registry alias (a packaged one needs its package until it is converted), a local folder with a
+    config.json, or an `org/name` hub id, which only the hub can check, when it loads."""
+    source = REGISTRY.get(name)
+    if isinstance(source, PackagedGGUF):
+        if not _converted(cache_dir() / "models" / name):
+            _package_dir(source, name)
+        return
+    if isinstance(source, HubModel):
+        return
+    if Path(name).exists():
+        if not (Path(name) / "config.json").exists():
+            raise LayerprobeError(f"'{name}' is a path but has no config.json (expected a Hugging Face model folder)")
+        return
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return  # a hub id
+    known = ", ".join(REGISTRY)
+    raise LayerprobeError(f"unknown model '{name}': use one of {known}, a Hugging Face id (org/name) or a local folder")
+
+
 def model_location(name: str) -> str:
     """The folder or hub id that `from_pretrained` should read for an alias, id or path."""
+    check_model(name)
     source = REGISTRY.get(name)
     if isinstance(source, PackagedGGUF):
         target = cache_dir() / "models" / name
@@ -267,14 +290,7 @@ def model_location(name: str) -> str:
         return str(target)
     if isinstance(source, HubModel):
         return source.repo_id
-    if Path(name).exists():
-        if not (Path(name) / "config.json").exists():
-            raise LayerprobeError(f"'{name}' is a path but has no config.json (expected a Hugging Face model folder)")
-        return name
-    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
-        return name  # a hub id
-    known = ", ".join(REGISTRY)
-    raise LayerprobeError(f"unknown model '{name}': use one of {known}, a Hugging Face id (org/name) or a local folder")
+    return name  # a local folder or a hub id
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:

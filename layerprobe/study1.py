@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from layerprobe import parallel
-from layerprobe.cli import DEFAULT_MODEL, add_head_args, add_model_args, add_run_args, models_from_args
+from layerprobe.cli import add_head_args, add_model_args, add_run_args, models_from_args
 from layerprobe.engine import MCScores, score_items
 from layerprobe.errors import LayerprobeError
 from layerprobe.metrics import item_metrics
@@ -220,6 +220,6 @@ def study1_main(argv: Sequence[str] | None, description: str, family: str, defau
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         raise LayerprobeError(f"--limit must be at least 1, got {args.limit}")
+    models = models_from_args(args)  # every name checked before the tasks are built or a model loads
     tasks = build_tasks(args, args.limit if args.limit is not None else default_limit)
-    models = [model for model in models_from_args(args) if model] or [DEFAULT_MODEL]  # cli returns [None] without --model
     return run_study1(models, family, tasks, args.out, RunOptions.from_args(args))

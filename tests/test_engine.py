@@ -84,12 +84,12 @@ def test_disk_cache_resumes_and_is_keyed_by_weights(tmp_path, monkeypatch):
     lm = tiny_lm("llama")
     first = engine.score_items(lm, ITEMS, progress=False)
     calls = []
-    monkeypatch.setattr(engine, "_score_batch", lambda *a, **k: calls.append(1))
-    again = engine.score_items(lm, ITEMS, progress=False)  # served from the cache: no forward at all
+    with monkeypatch.context() as patch:  # undoes only this patch, not the test cache folder of conftest
+        patch.setattr(engine, "_score_batch", lambda *a, **k: calls.append(1))
+        again = engine.score_items(lm, ITEMS, progress=False)  # served from the cache: no forward at all
     assert not calls
     for a, b in zip(first.logprob, again.logprob):
         np.testing.assert_array_equal(a, b)
-    monkeypatch.undo()
     other = engine.score_items(tiny_lm("llama", seed=1), ITEMS, progress=False)  # other weights: recomputed
     assert not np.allclose(other.logprob[0], first.logprob[0])
 
