@@ -7,14 +7,23 @@ model's logits exactly.
 
 The tuned lens (Belrose et al. 2023) puts one affine translator in front of that head for every
 layer 0..L-1, trained to minimise KL(final || translated) on text. Translator l reads the state of
-layer l, which is the *input* of the next block: training it on a block's output instead shifts
-every curve by one layer (the bug DESIGN.md warns about). Translators are parametrised residually,
-h + A h + b with A = 0, b = 0 at the start, so an untrained tuned lens is the logit lens.
+layer l, which is the *input* of the next block (transformers' `hidden_states[l]`, the tuned-lens
+package's `transform_hidden(h, idx=l)`; like that package, layer L has no translator): training it
+on a block's output instead shifts every curve by one layer (the bug DESIGN.md warns about).
+Translators are parametrised residually, h + A h + b, so A = 0, b = 0 is the logit lens.
+
+Training (`train_tuned_lens`) caches the states of every layer for tens of thousands of training
+tokens once, sets each translator to the ridge least-squares map from its layer's states to the last
+layer's (d x d normal equations: seconds), then optionally fine-tunes on the KL itself. The KL is the
+expensive part: every position of every layer is unembedded over the whole vocabulary, forward and
+backward, so it runs fused in row chunks with a bf16 unembedding (`unembed_kl`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +38,7 @@ from layerprobe.errors import DataError
 from layerprobe.corpus import token_sequences
 from layerprobe.models import Adapter, LoadedModel, cache_dir
 from layerprobe.publish import building, staged
+from layerprobe.results import bootstrap_interval
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "translators.safetensors"
@@ -62,22 +72,46 @@ class LogitLens(Lens):
     """Final norm and unembedding applied to every layer as if it were the last (nostalgebraist 2020)."""
 
 
+LENS_VERSION = 2
+"""Bumped whenever training could give a different lens: part of the cache key."""
+RESULT_FIELDS = ("held_out_positions", "held_out_kl_logit", "held_out_kl_start", "held_out_kl_tuned",
+                 "held_out_kl_logit_ci", "held_out_kl_tuned_ci", "train_cpu_seconds")
+
+
 @dataclass
 class TunedLensConfig:
-    """What a tuned lens was trained for and how; saved as config.json next to the weights."""
+    """What a tuned lens was trained for and how (the cache key) and what it measured; saved as config.json."""
 
     model: str
     n_layers: int
     d_model: int
     corpus: str = "default"
-    steps: int = 40
-    positions_per_step: int = 16
-    train_tokens: int = 1024
-    held_out_tokens: int = 256
-    learning_rate: float = 1e-3
+    train_tokens: int = 16384
+    held_out_tokens: int = 1024
+    ridge: float = 1e-3
+    steps: int = 8
+    positions_per_step: int = 512
+    optimizer: str = "adam"
+    learning_rate: float = 1e-5
+    momentum: float = 0.9
+    train_head: str = "bfloat16"
     seed: int = 0
+    version: int = LENS_VERSION
+    held_out_positions: int = 0
     held_out_kl_logit: list[float] = field(default_factory=list)
+    held_out_kl_start: list[float] = field(default_factory=list)
     held_out_kl_tuned: list[float] = field(default_factory=list)
+    held_out_kl_logit_ci: list[list[float]] = field(default_factory=list)
+    held_out_kl_tuned_ci: list[list[float]] = field(default_factory=list)
+    train_cpu_seconds: float = 0.0
+
+    def settings(self) -> dict[str, object]:
+        """Everything that decides the trained weights (not what was measured afterwards)."""
+        return {key: value for key, value in asdict(self).items() if key not in RESULT_FIELDS}
+
+    def key(self) -> str:
+        """A short hash of the settings: a lens trained otherwise (or by older code) gets another folder."""
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 class TunedLens(Lens):
@@ -137,6 +171,12 @@ class TunedLens(Lens):
 
 # --------------------------------------------------------------------------- training and evaluation
 
+STATE_GROUP = 32
+"""Sequences whose states are computed at once while the training states are cached."""
+EVAL_CHUNK = 256
+"""Positions unembedded at once in evaluation and fine-tuning: a few [chunk, V] fp32 tensors (50 MB each on SmolLM2)."""
+TRAIN_HEADS = ("float32", "bfloat16")
+
 
 def kl_to_final(lens: Lens, states: torch.Tensor, layer: int, final_logprobs: torch.Tensor) -> torch.Tensor:
     """Mean over positions of KL(final || lens at `layer`), states [P, d], final log-probs [P, V]."""
@@ -144,79 +184,215 @@ def kl_to_final(lens: Lens, states: torch.Tensor, layer: int, final_logprobs: to
     return (final_logprobs.exp() * (final_logprobs - logprobs)).sum(-1).mean()
 
 
-def _all_positions(sequences: list[list[int]]) -> list[list[int]]:
-    return [list(range(len(sequence))) for sequence in sequences]
-
-
-def _stacked_states(lm: LoadedModel, sequences: list[list[int]], progress: bool, desc: str) -> torch.Tensor:
-    """States of every layer at every position of the sequences, concatenated: [L+1, N, d]."""
-    states = hidden_states_at(lm, sequences, _all_positions(sequences), progress=progress, desc=desc)
-    return torch.cat(states, dim=1)
-
-
 def _final_logprobs(lens: Lens, final_states: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.log_softmax(lens(final_states, lens.n_layers), dim=-1)
 
 
-def held_out_kl(lens: Lens, states: torch.Tensor, chunk: int = 64) -> np.ndarray:
-    """Mean KL(final || lens) per layer [L+1] over the positions of states [L+1, N, d] (0 at layer L)."""
-    totals = np.zeros(states.shape[0])
+def cached_states(lm: LoadedModel, sequences: list[list[int]], progress: bool = True, desc: str = "states") -> torch.Tensor:
+    """States of every layer at every position of the sequences, concatenated: [L+1, N, d] fp32.
+
+    Filled group by group into one preallocated tensor, so memory peaks at the states plus one group.
+    """
+    total = sum(map(len, sequences))
+    states: torch.Tensor | None = None
+    offset = 0
+    bar = tqdm(total=total, desc=f"{lm.name} {desc}", unit="tok", disable=not progress)
+    for start in range(0, len(sequences), STATE_GROUP):
+        group = sequences[start:start + STATE_GROUP]
+        for part in hidden_states_at(lm, group, [list(range(len(s))) for s in group], progress=False):
+            if states is None:
+                states = torch.empty(part.shape[0], total, part.shape[2])
+            states[:, offset:offset + part.shape[1]] = part
+            offset += part.shape[1]
+            bar.update(part.shape[1])
+    bar.close()
+    if states is None:
+        raise ValueError("no tokens to compute states for")
+    return states
+
+
+def position_kl(lens: Lens, states: torch.Tensor, chunk: int = EVAL_CHUNK) -> np.ndarray:
+    """KL(final || lens) [L+1, N] at every layer and position of states [L+1, N, d] (0 at layer L), in fp32."""
+    values = np.zeros(states.shape[:2])
     with torch.no_grad():
         for start in range(0, states.shape[1], chunk):
             block = states[:, start:start + chunk]
             final = _final_logprobs(lens, block[-1])
             for layer in range(states.shape[0]):
-                totals[layer] += float(kl_to_final(lens, block[layer], layer, final)) * block.shape[1]
-    return totals / states.shape[1]
+                logprobs = torch.log_softmax(lens(block[layer], layer), dim=-1)
+                values[layer, start:start + block.shape[1]] = (final.exp() * (final - logprobs)).sum(-1).numpy()
+    return values
+
+
+def held_out_kl(lens: Lens, states: torch.Tensor, chunk: int = EVAL_CHUNK) -> np.ndarray:
+    """Mean KL(final || lens) per layer [L+1] over the positions of states [L+1, N, d] (0 at layer L), in fp32."""
+    return position_kl(lens, states, chunk).mean(axis=1)
+
+
+def least_squares_start(lens: "TunedLens", states: torch.Tensor) -> None:
+    """Set translator l to the ridge least-squares affine map from layer l's states to the last layer's.
+
+    The target is the last state divided by its RMS: the final norm discards each row's scale, so
+    rows with a large norm must not dominate the fit. The ridge is `config.ridge` times the mean
+    eigenvalue of the centred Gram matrix; the d x d normal equations are solved in float64.
+    """
+    final = states[-1]
+    target = final / final.pow(2).mean(-1, keepdim=True).sqrt()
+    target_mean = target.mean(0)
+    target_centred = target - target_mean
+    d_model = states.shape[-1]
+    identity = torch.eye(d_model, dtype=torch.float64)
+    with torch.no_grad():
+        for layer, translator in enumerate(lens.translators):
+            inputs = states[layer]
+            input_mean = inputs.mean(0)
+            centred = inputs - input_mean
+            gram = (centred.T @ centred).double()
+            gram += lens.config.ridge * torch.trace(gram) / d_model * identity
+            solution = torch.linalg.solve(gram, (centred.T @ target_centred).double())  # [d_in, d_out]
+            weight = solution.T.float()
+            device = translator.weight.device
+            translator.weight.copy_((weight - identity.float()).to(device))
+            translator.bias.copy_((target_mean - weight @ input_mean).to(device))
+
+
+class _UnembedKL(torch.autograd.Function):
+    """Sum over rows of KL(target || softmax(unembed(x))) with its gradient, computed in one pass.
+
+    Autograd would keep the [rows, V] logits and their softmax for the backward pass; here the
+    gradient (softmax - p) W is formed right away, so memory holds one chunk's logits at a time and
+    the unembedding can run in bf16 (`weight` in bf16, fp32 accumulation) while the loss is fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, normed: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None,
+                target_logprobs: torch.Tensor) -> torch.Tensor:
+        logits = (normed.to(weight.dtype) @ weight.T).float()
+        if bias is not None:
+            logits = logits + bias
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        logprobs = torch.log_softmax(logits, dim=-1)
+        target = target_logprobs.exp()
+        loss = (target * (target_logprobs - logprobs)).sum()
+        grad = logprobs.exp_().sub_(target)
+        if softcap:
+            grad *= 1 - (logits / softcap) ** 2
+        ctx.save_for_backward((grad.to(weight.dtype) @ weight).float())
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grad_normed,) = ctx.saved_tensors
+        return grad_output * grad_normed, None, None, None, None
+
+
+def unembed_kl(normed: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None,
+               target_logprobs: torch.Tensor) -> torch.Tensor:
+    """Sum over rows of KL(target || head(normed)) for head-input states [P, d] (see `_UnembedKL`), differentiable in `normed`."""
+    return _UnembedKL.apply(normed, weight, bias, softcap, target_logprobs)
+
+
+def fine_tune(lens: "TunedLens", states: torch.Tensor, progress: bool = True) -> list[float]:
+    """Minimise the KL(final || tuned) summed over layers, on `positions_per_step` random cached positions per step.
+
+    SGD with Nesterov momentum (the tuned-lens paper's optimizer) or Adam; the learning rate decays
+    linearly to 0. Returns the training loss per step (mean KL per layer, before the step).
+    """
+    config = lens.config
+    if config.steps == 0:
+        return []
+    if config.train_head not in TRAIN_HEADS:
+        raise ValueError(f"unknown train_head '{config.train_head}': use {', '.join(TRAIN_HEADS)}")
+    adapter = lens.adapter
+    unembed = adapter.fp32_unembed
+    weight = unembed.weight.detach().to(getattr(torch, config.train_head))
+    bias = None if unembed.bias is None else unembed.bias.detach().float()
+    parameters = list(lens.translators.parameters())
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=config.momentum, nesterov=True)
+    elif config.optimizer == "adam":
+        optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer '{config.optimizer}': use sgd or adam")
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / config.steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    n_positions = min(config.positions_per_step, states.shape[1])
+    losses: list[float] = []
+    bar = tqdm(range(config.steps), desc=f"{config.model} tuned lens", unit="step", disable=not progress)
+    for _ in bar:
+        index = torch.randperm(states.shape[1], generator=generator)[:n_positions]
+        optimizer.zero_grad()
+        total = 0.0
+        for start in range(0, n_positions, EVAL_CHUNK):
+            batch = states[:, index[start:start + EVAL_CHUNK]]
+            final = _final_logprobs(lens, batch[-1])
+            for layer in range(config.n_layers):
+                normed = adapter.head_input(lens.transform(batch[layer], layer))
+                loss = unembed_kl(normed, weight, bias, adapter.softcap, final) / n_positions
+                loss.backward()
+                total += float(loss.detach())
+        optimizer.step()
+        schedule.step()
+        losses.append(total / config.n_layers)
+        bar.set_postfix(kl_per_layer=f"{losses[-1]:.3f}")
+    bar.close()
+    return losses
 
 
 def train_tuned_lens(lm: LoadedModel, train_sequences: list[list[int]], held_out_sequences: list[list[int]],
                      progress: bool = True, log: bool = True, **settings: object) -> tuple[TunedLens, list[float]]:
-    """Train the translators jointly with Adam on KL(final || translated); returns the lens and the loss per step.
+    """Cache the training states, start every translator at its least-squares map, fine-tune on KL, measure.
 
-    The states of every layer at every position of `train_sequences` are computed once; each step
-    draws `positions_per_step` of them. The loss is the KL summed over layers; each layer's term is
-    back-propagated on its own so memory holds one layer's P x V logits at a time.
+    Returns the lens, whose config holds the held-out KL per layer of the logit lens, of the
+    least-squares start and of the trained lens, and the CPU seconds of this process, and the
+    training loss per step.
     """
+    clock = time.process_time()
+    torch.manual_seed(int(settings.get("seed", 0)))
     lens = TunedLens.for_model(lm, **settings)
     config = lens.config
-    states = _stacked_states(lm, train_sequences, progress, f"{lm.name} tuned-lens training states")
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    optimizer = torch.optim.Adam(lens.translators.parameters(), lr=config.learning_rate)
-    losses: list[float] = []
-    bar = tqdm(range(config.steps), desc=f"{lm.name} tuned lens", unit="step", disable=not progress)
-    for _ in bar:
-        index = torch.randint(0, states.shape[1], (config.positions_per_step,), generator=generator)
-        batch = states[:, index]
-        final = _final_logprobs(lens, batch[-1])
-        optimizer.zero_grad()
-        total = 0.0
-        for layer in range(config.n_layers):
-            loss = kl_to_final(lens, batch[layer], layer, final)
-            loss.backward()
-            total += float(loss.detach())
-        optimizer.step()
-        losses.append(total)
-        bar.set_postfix(kl_per_layer=f"{total / config.n_layers:.3f}")
-    bar.close()
+    states = cached_states(lm, train_sequences, progress, "tuned-lens training states")
+    least_squares_start(lens, states)
+    held_out = cached_states(lm, held_out_sequences, progress, "held-out states")
+    start_kl = held_out_kl(lens, held_out)
+    losses = fine_tune(lens, states, progress)
+    del states
     lens.eval()
-    held_out = _stacked_states(lm, held_out_sequences, progress, f"{lm.name} held-out states")
-    logit_kl, tuned_kl = held_out_kl(LogitLens(lm.adapter), held_out), held_out_kl(lens, held_out)
-    config.held_out_kl_logit, config.held_out_kl_tuned = logit_kl.tolist(), tuned_kl.tolist()
+    logit, tuned = position_kl(LogitLens(lm.adapter), held_out), position_kl(lens, held_out)
+    logit_kl, tuned_kl = logit.mean(axis=1), tuned.mean(axis=1)
+    config.held_out_positions = held_out.shape[1]
+    config.held_out_kl_logit, config.held_out_kl_start = logit_kl.tolist(), start_kl.tolist()
+    config.held_out_kl_tuned = tuned_kl.tolist()
+    config.held_out_kl_logit_ci = np.stack(bootstrap_interval(logit, seed=config.seed), axis=1).tolist()
+    config.held_out_kl_tuned_ci = np.stack(bootstrap_interval(tuned, seed=config.seed), axis=1).tolist()
+    config.train_cpu_seconds = time.process_time() - clock
     if log:
-        print(f"held-out KL(final || lens) per layer, {sum(map(len, held_out_sequences))} positions:")
-        print("layer  logit-lens  tuned-lens")
+        print(f"held-out KL(final || lens) per layer, {held_out.shape[1]} positions "
+              f"({config.train_cpu_seconds:.1f} CPU s in this process):")
+        print("layer  logit-lens  least-squares  tuned-lens")
         for layer in range(config.n_layers + 1):
-            print(f"{layer:5d}  {logit_kl[layer]:10.3f}  {tuned_kl[layer]:10.3f}")
+            print(f"{layer:5d}  {logit_kl[layer]:10.3f}  {start_kl[layer]:13.3f}  {tuned_kl[layer]:10.3f}")
     return lens, losses
 
 
-def default_lens_folder(model: str, corpus: str, steps: int, seed: int) -> Path:
-    """Where a tuned lens is cached: $LAYERPROBE_CACHE/lenses/<model>-<corpus>-steps<N>-seed<S>."""
+def kl_rows(config: TunedLensConfig, logit_method: str, tuned_method: str) -> list[dict[str, object]]:
+    """Results rows (task `lens`, subtask `held-out`, metric `kl`) of both lenses' held-out KL per layer."""
+    rows = []
+    for method, means, intervals in ((logit_method, config.held_out_kl_logit, config.held_out_kl_logit_ci),
+                                     (tuned_method, config.held_out_kl_tuned, config.held_out_kl_tuned_ci)):
+        for layer, (value, (low, high)) in enumerate(zip(means, intervals)):
+            rows.append(dict(model=config.model, task="lens", subtask="held-out", language="en", method=method,
+                             layer=layer, n_layers=config.n_layers, metric="kl", value=value,
+                             n_items=config.held_out_positions, ci_low=low, ci_high=high))
+    return rows
+
+
+def default_lens_folder(model: str, corpus: str, config: TunedLensConfig) -> Path:
+    """Where a tuned lens is cached: $LAYERPROBE_CACHE/lenses/<model>-<corpus>-v<version>-<settings hash>."""
     safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"{model}-{corpus}")
-    return cache_dir() / "lenses" / f"{safe}-steps{steps}-seed{seed}"
+    return cache_dir() / "lenses" / f"{safe}-v{config.version}-{config.key()}"
 
 
 def cached_tuned_lens(lm: LoadedModel, folder: str | Path, train_paragraphs: list[str], held_out_paragraphs: list[str],
@@ -229,8 +405,8 @@ def cached_tuned_lens(lm: LoadedModel, folder: str | Path, train_paragraphs: lis
             config = TunedLens.for_model(lm, **settings).config
             train = token_sequences(lm.tokenizer, train_paragraphs, config.train_tokens, seed=config.seed)
             held_out = token_sequences(lm.tokenizer, held_out_paragraphs, config.held_out_tokens, seed=config.seed)
-            print(f"training a tuned lens for {lm.name} ({config.steps} steps x {config.positions_per_step} positions "
-                  f"from {config.train_tokens} tokens; once, cached in {folder})")
+            print(f"training a tuned lens for {lm.name} (least squares, then {config.steps} steps x "
+                  f"{config.positions_per_step} positions of {config.train_tokens} tokens; once, cached in {folder})")
             lens, _ = train_tuned_lens(lm, train, held_out, progress=progress, **settings)
             lens.save(folder)
             return lens

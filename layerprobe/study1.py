@@ -10,7 +10,8 @@ For every model and every task (a list of `MCItem`s) it writes schema rows to
   it picks the highest-scoring candidate of each held-out item (metric "accuracy"); items that share
 `meta["group"]` (one problem in several languages) stay in one fold. Metric
   "control" is the same with the true candidate of every item replaced by a random one
-  (Hewitt & Liang's control task: what the probe can fit without the property).
+  (Hewitt & Liang's control task: what the probe can fit without the property). Probe rows carry
+  `probe_unconverged`: how many of the layer's fits (folds x {real, control}) stopped at max_iter.
 
 Every row also carries `data` (the --data file or hub id, or "built-in") and `skipped_rows` (rows
 of that file that could not make an item; `n_items` counts only the scored items).
@@ -107,8 +108,9 @@ def groups(items: Sequence[MCItem]) -> list[tuple[str, str, np.ndarray]]:
 
 
 def probe_correct(items: Sequence[MCItem], candidate_features: Sequence[np.ndarray], seed: int,
-                  folds: int = PROBE_FOLDS) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold item correctness [L+1, n_items] of the candidate probe, and of its control."""
+                  folds: int = PROBE_FOLDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold item correctness [L+1, n_items] of the candidate probe and of its control, and
+    per layer the number of those fits (folds x 2) whose solve stopped before converging."""
     features = np.concatenate(candidate_features).transpose(1, 0, 2)  # [L+1, total candidates, d]
     owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(candidate_features)])
     rng = np.random.default_rng(seed)
@@ -116,29 +118,35 @@ def probe_correct(items: Sequence[MCItem], candidate_features: Sequence[np.ndarr
     control = [{int(rng.integers(len(item.candidates)))} for item in items]
     group = [str(item.meta.get("group", f"item{i}")) for i, item in enumerate(items)]  # e.g. one problem in six languages
     fold = fold_ids(len(owner), min(folds, len(set(group))), seed, groups=[group[i] for i in owner])
-    results = []
+    results, unconverged = [], np.zeros(features.shape[0], dtype=int)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # these solves are small: on a busy CPU, 2 threads run them ~50x slower
     try:
         for targets in (true, control):
-            results.append(_probe_pick(features, owner, fold, items, targets))
+            correct, stopped = _probe_pick(features, owner, fold, items, targets)
+            results.append(correct)
+            unconverged += stopped
     finally:
         torch.set_num_threads(threads)
-    return results[0], results[1]
+    return results[0], results[1], unconverged
 
 
 def _probe_pick(features: np.ndarray, owner: np.ndarray, fold: np.ndarray, items: Sequence[MCItem],
-                targets: Sequence[set[int]]) -> np.ndarray:
-    """[L+1, n_items] 1 where the probe's top candidate of a held-out item is in `targets`."""
+                targets: Sequence[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """[L+1, n_items] 1 where the probe's top candidate of a held-out item is in `targets`, and
+    per layer the number of folds whose probe did not converge."""
     labels = np.concatenate([[int(c in t) for c in range(len(item.candidates))] for item, t in zip(items, targets)])
     correct = np.zeros((features.shape[0], len(items)))
+    unconverged = np.zeros(features.shape[0], dtype=int)
     for k in np.unique(fold):
         test = fold == k
-        probability = fit_probes(features[:, ~test], labels[~test]).predict_proba(features[:, test])[..., -1]
+        probes = fit_probes(features[:, ~test], labels[~test])
+        unconverged += ~probes.converged
+        probability = probes.predict_proba(features[:, test])[..., -1]
         for i in np.unique(owner[test]):
             pick = probability[:, owner[test] == i].argmax(axis=1)  # [L+1] candidate index within item i
             correct[:, i] = [float(p in targets[i]) for p in pick]
-    return correct
+    return correct, unconverged
 
 
 def _pending(results: ResultsFile, model: str, task: str, items: Sequence[MCItem], methods: Sequence[str]) -> list[str]:
@@ -150,8 +158,9 @@ def _pending(results: ResultsFile, model: str, task: str, items: Sequence[MCItem
 def task_rows(model: str, task: str, items: Sequence[MCItem], scores: MCScores, method: str,
               options: RunOptions) -> list[dict[str, object]]:
     """Schema rows of one task and method (lens or probe) for every group."""
+    unconverged = None
     if method == "probe":
-        correct, control = probe_correct(items, scores.candidate_features, options.seed)
+        correct, control, unconverged = probe_correct(items, scores.candidate_features, options.seed)
         values = {"accuracy": correct, "control": control}
     else:
         values = item_metrics(items, scores.logprob, scores.n_tokens, truthfulqa=(task == "truthfulqa"),
@@ -163,6 +172,9 @@ def task_rows(model: str, task: str, items: Sequence[MCItem], scores: MCScores, 
             interval = "bootstrap" if metric == "mc2" or metric == "mc3" else "wilson"
             rows += layer_rows(per_item[:, index], metric=metric, model=model, task=task, method=method,
                                subtask=subtask, language=language, interval=interval, seed=options.seed, **record)
+    if unconverged is not None:
+        for row in rows:
+            row["probe_unconverged"] = int(unconverged[row["layer"]])
     return rows
 
 

@@ -43,7 +43,8 @@ if [ "$tests" = 1 ]; then
   if command -v apt-get >/dev/null && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
     { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null; } \
-      || echo "install.sh: could not install chromium; the browser test will be skipped"
+      || echo "install.sh: could not install chromium; the browser test will fail until it is installed" >&2
   fi
+  touch .test-install  # tests/test_plots.py: from now on a missing browser fails the browser test instead of skipping
 fi
 echo "install.sh: done ($("$py" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

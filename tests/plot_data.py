@@ -79,7 +79,10 @@ def study2_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dic
     for method, early in (("logit-lens", 0.0), ("tuned-lens", 0.1)):  # the tuned lens decodes earlier
         rows += earliest_rows(model, n_layers, "pos", ["DET", "ADP", "PUNCT", "NOUN", "VERB", "ADJ", "RANDOM"], method, early)
         rows += earliest_rows(model, n_layers, "facts", ["len2/pos1", "len2/pos2", "len3/pos1", "len3/pos3", "len10/pos1"], method, early)
-        for index, task in enumerate(["mmlu-letter", "sentiment", "bool"]):
+        for k, peak_at in ((100, 0.3), (10, 0.4), (4, 0.5)):  # MMLU's letters reach the shortlist before the choice
+            rows += layer_rows(outcomes(rising(n_layers, 0.0, 0.95, peak_at - early), 30, rng), metric="options_in_topk",
+                               model=model, task="options", method=method, subtask="mmlu", language="en", k=k)
+        for index, task in enumerate(["mmlu", "sentiment", "bool"]):
             rows += layer_rows(outcomes(rising(n_layers, 0.0, 0.85, 0.6 + 0.1 * index - early), 30, rng), metric="correct_top_option",
                                model=model, task="options", method=method, subtask=task, language="en")
             ranks = 1 + 2.5 * (1 - rising(n_layers, 0.0, 1.0, 0.6 + 0.1 * index - early))
@@ -101,6 +104,18 @@ def study2_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dic
             flips[-1] = 0.0  # the last layer is the final prediction: nothing flips there
             rows += layer_rows(flips, metric="flip_rate", model=model, task="flips", method=method, subtask=bucket,
                                language="en")
+    return rows + lens_kl_rows(model, n_layers, rng)
+
+
+def lens_kl_rows(model: str, n_layers: int, rng: np.random.Generator) -> list[dict]:
+    """Held-out KL per layer of both lenses (trace_layers.py): large early for the logit lens, 0 at the last layer."""
+    depth = np.arange(n_layers + 1) / n_layers
+    rows: list[dict] = []
+    for method, scale in (("logit-lens", 15.0), ("tuned-lens", 2.0)):
+        values = scale * (1 - depth) * (1 + 0.1 * rng.random(n_layers + 1))
+        rows += [dict(model=model, task="lens", subtask="held-out", language="en", method=method, layer=layer,
+                      n_layers=n_layers, metric="kl", value=float(v), n_items=1024, ci_low=0.9 * float(v),
+                      ci_high=1.1 * float(v)) for layer, v in enumerate(values)]
     return rows
 
 

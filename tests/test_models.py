@@ -1,7 +1,9 @@
 """Model registry, loading errors and the packaged SmolLM2 (real weights, offline)."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,12 +44,16 @@ def test_hub_ids_pass_through_and_registry_resolves():
     assert models.model_location("llama-7b") == "meta-llama/Llama-2-7b-hf"
 
 
-def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
-    code = "from layerprobe.cli import run; from layerprobe.models import load_model; run(lambda argv: load_model('nope'))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env={"PYTHONPATH": str(__import__('pathlib').Path(__file__).parent.parent), "PATH": ""})
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: unknown model 'nope'")
+@pytest.mark.parametrize("script", ["probe_factual.py", "trace_layers.py"])
+def test_cli_error_is_one_line_with_exit_code_2(tmp_path, script):
+    """README: an unknown model gives one line, exit code 2, and no output file (the real script, not a stub)."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / script), "--model", "nope", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: unknown model 'nope'"), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")

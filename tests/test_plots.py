@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shutil
 import struct
@@ -27,7 +29,7 @@ EXPECTED = (
     + [f"s1_lens_probe_{m}" for m in DEPTHS] + ["s1_sizes"]
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
-    + [f"s2_{f}_{FULL}" for f in ("earliest_pos", "earliest_facts", "options", "frequency", "flips")]
+    + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_qa",
                                                                                     "syn_capacity"]
 )
@@ -68,6 +70,31 @@ def test_readings_quote_the_best_layer_from_the_csv(rendered: Path) -> None:
     expected = (f"{FULL} (lens-norm): best layer {best} of {DEPTHS[FULL]}, {row.value:.1%} "
                 f"(95% CI {row.ci_low:.1%}-{row.ci_high:.1%}), layer {DEPTHS[FULL]} {curve.value.iloc[-1]:.1%}")
     assert expected in report_text(rendered)
+
+
+def test_lens_kl_reading_quotes_the_mean_per_layer_ratio_from_the_csv(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / f"trace_{FULL}.csv", keep_default_na=False)
+    kl = rows[(rows.task == "lens") & (rows.metric == "kl") & (rows.layer < DEPTHS[FULL])]
+    by_method = {method: part.sort_values("layer").value.to_numpy() for method, part in kl.groupby("method")}
+    ratio = by_method["tuned-lens"] / by_method["logit-lens"]
+    assert len(ratio) == DEPTHS[FULL]
+    expected = (f"KL(tuned) / KL(logit) is {ratio.mean():.2f} on average over layers 0-{DEPTHS[FULL] - 1} "
+                f"(ratio per layer, from {ratio.min():.2f} to {ratio.max():.2f}), below it at {DEPTHS[FULL]} of {DEPTHS[FULL]}")
+    assert expected in report_text(rendered)
+
+
+def test_shortlist_reading_quotes_the_first_layer_with_half_the_letters_in_the_top_k(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / f"trace_{FULL}.csv", keep_default_na=False)
+    mmlu = rows[(rows.task == "options") & (rows.subtask == "mmlu") & (rows.method == "logit-lens")]
+    expected = []
+    for k in (4, 10, 100):
+        curve = mmlu[(mmlu.metric == "options_in_topk") & (pd.to_numeric(mmlu.k, errors="coerce") == k)].sort_values("layer")
+        first = int(curve[curve.value >= 0.5].layer.iloc[0])  # independent of the figure code
+        expected.append(f"all letters in the top {k} for half the questions from layer {first} "
+                        f"({curve.value.iloc[-1]:.1%} at layer {DEPTHS[FULL]})")
+    accuracy = mmlu[mmlu.metric == "correct_top_option"].sort_values("layer")
+    expected.append(f"accuracy among the letters {accuracy.value.iloc[-1]:.1%} at layer {DEPTHS[FULL]}")
+    assert "logit-lens: " + ", ".join(expected) in report_text(rendered)
 
 
 def test_size_comparison_reads_the_mean_over_tasks_at_the_last_layer(rendered: Path) -> None:
@@ -179,12 +206,30 @@ def test_model_colours_are_stable_and_pretrained_models_come_first(tmp_path: Pat
 
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+TEST_INSTALL_MARKER = Path(__file__).resolve().parent.parent / ".test-install"
+"""Written by `scripts/install.sh --test`: from then on the browser is part of the test set-up."""
+
+
+def browser_required() -> bool:
+    """CI (env CI) and any checkout where `install.sh --test` ran must run the browser test, not skip it."""
+    return bool(os.environ.get("CI")) or TEST_INSTALL_MARKER.exists()
+
+
+def missing_browser_parts() -> list[str]:
+    missing = [] if importlib.util.find_spec("selenium") else ["selenium (pip install selenium==4.52.0)"]
+    return missing + [f"{path} (apt-get install -y chromium chromium-driver)"
+                      for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
 
 
 def test_report_renders_in_headless_chromium(rendered: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium==4.52.0)")
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("Debian packages chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)")
+    """The report opens in a real browser with every figure loaded and no console error (skips only locally)."""
+    missing = missing_browser_parts()
+    if missing:
+        why = "the browser test needs " + ", ".join(missing)
+        if browser_required():
+            pytest.fail(why + " (required: CI is set or scripts/install.sh --test was run)")
+        pytest.skip(why)
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="chromium-profile-")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 from datasets import Dataset
 from public_schemas import SCHEMAS, records
@@ -18,7 +19,7 @@ import probe_logical
 import probe_math
 import probe_mmlu
 import probe_tfqa
-from layerprobe import study1
+from layerprobe import models, study1
 from layerprobe.metrics import accuracy, mc1, mc2, mc3
 from layerprobe.reference import naive_score_items
 from layerprobe.results import COLUMNS
@@ -26,6 +27,8 @@ from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import RELATIONS, factual_items
 from layerprobe.tasks.mmlu import mmlu_items
 from layerprobe.tasks.truthfulness import truthfulness_items
+from layerprobe.tasks.logical import logical_items
+from layerprobe.tasks.mps import mps_items
 
 ROOT = Path(__file__).parent.parent
 
@@ -53,6 +56,10 @@ def test_factual_script_on_tiny_model(tiny, tmp_path):
         assert sorted(unit["layer"]) == [0, 1, 2, 3] and set(unit["n_layers"]) == {3}
     assert set(frame.loc[frame["subtask"] == "all", "n_items"]) == {len(RELATIONS)}
     assert frame["value"].between(0, 1).all() and (frame["ci_low"] <= frame["value"]).all()
+    probe = frame["method"] == "probe"  # fits (5 folds x real/control) that stopped short, per layer
+    counts = pd.to_numeric(frame.loc[probe, "probe_unconverged"])
+    assert counts.between(0, 10).all() and (counts % 1 == 0).all()
+    assert set(frame.loc[~probe, "probe_unconverged"]) == {""}
 
     items = factual_items(len(RELATIONS), seed=3)
     expected = np.mean([accuracy(scores, item.correct) for item, scores in zip(items, naive_score_items(lm, items))], axis=0)
@@ -98,10 +105,11 @@ def test_probe_finds_a_planted_direction():
         x = rng.normal(size=(3, 2, 8)).astype(np.float32)  # [candidates, layers, d]
         x[true, 1, 0] += 4.0  # only layer 1 carries the signal
         features.append(x)
-    correct, control = study1.probe_correct(items, features, seed=0)
+    correct, control, unconverged = study1.probe_correct(items, features, seed=0)
     assert correct.shape == (2, 40)
     assert correct[1].mean() == 1.0 and correct[0].mean() < 0.6
     assert control.mean(axis=1).max() < 0.6
+    assert unconverged.tolist() == [0, 0]  # every fold's solve converged at both layers
 
 
 def test_probe_keeps_a_group_in_one_fold():
@@ -114,10 +122,10 @@ def test_probe_keeps_a_group_in_one_fold():
         for language in ("en", "de"):
             items.append(MCItem("p", [" a", " b", " c"], [true], {"language": language, "group": f"p{problem}"}))
             features.append(shared)
-    grouped, _ = study1.probe_correct(items, features, seed=0)
+    grouped, _, _ = study1.probe_correct(items, features, seed=0)
     for item in items:
         del item.meta["group"]
-    leaky, _ = study1.probe_correct(items, features, seed=0)
+    leaky, _, _ = study1.probe_correct(items, features, seed=0)
     assert leaky.mean() >= 0.8 and grouped.mean() < 0.5
 
 
@@ -177,6 +185,30 @@ def test_probe_needs_two_items(tiny, tmp_path):
     assert not tmp_path.joinpath("math_smollm2-135m.csv").exists()
 
 
+def last_layer_scores(lm, item: MCItem) -> np.ndarray:
+    """Summed log-prob of each candidate from the model's own logits: one plain forward per candidate."""
+    prompt = lm.tokenizer(item.prompt)["input_ids"]
+    scores = []
+    for candidate in item.candidates:
+        ids = lm.tokenizer(candidate, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(lm.model(input_ids=torch.tensor([prompt + ids])).logits[0].double(), -1)
+        scores.append(sum(logprobs[len(prompt) - 1 + j, t].item() for j, t in enumerate(ids)))
+    return np.array(scores)
+
+
+def metrics_by_hand(item: MCItem, scores: np.ndarray, truthfulqa: bool) -> dict[str, float]:
+    """Accuracy (a true candidate beats every false one), or TruthfulQA's MC1/MC2/MC3 written out."""
+    if not truthfulqa:
+        false = [i for i in range(len(scores)) if i not in item.correct]
+        return {"accuracy": float(max(scores[item.correct]) > max(scores[false]))}
+    true, false = list(item.correct), list(item.meta["mc2_false"])
+    probs = np.exp(scores - scores.max())
+    return {"mc1": float(scores[item.meta["best"]] > max(scores[list(item.meta["mc1_false"])])),
+            "mc2": float(probs[true].sum() / probs[true + false].sum()),
+            "mc3": float(np.mean([scores[t] > max(scores[false]) for t in true]))}
+
+
 SMOLLM2_RUNS = [
     (probe_factual, ["--data", "LAMA"], "factual", {"factual"}),
     (probe_tfqa, ["--limit", "2", "--method", "lens"], "truthfulqa", {"truthfulqa"}),
@@ -207,3 +239,15 @@ def test_script_on_smollm2(script, argv, family, tasks, tmp_path):
     if family == "factual":  # SmolLM2 knows these capitals at its last layer
         final = frame[(frame["method"] == "lens-norm") & (frame["layer"] == 30)]["value"]
         assert final.tolist() == [1.0]
+    if family in ("truthfulqa", "logical", "math"):  # the last layer against the model's own logits, by hand
+        items = {"truthfulqa": lambda: truthfulness_items(2, 0), "logical": lambda: logical_items(1, 0),
+                 "math": lambda: mps_items(2, 0, kind="rea")}[family]()  # the runs' --limit, default seed 0
+        lm = models.load_model("smollm2-135m")
+        by_hand = [metrics_by_hand(item, last_layer_scores(lm, item), family == "truthfulqa") for item in items]
+        final = frame[(frame["method"] == "lens-norm") & (frame["layer"] == 30)]
+        assert len(final) >= (3 if family == "truthfulqa" else 1)
+        for _, row in final.iterrows():
+            chosen = [m for item, m in zip(items, by_hand) if str(item.meta.get("language", "")) == row["language"]
+                      and row["subtask"] in ("all", str(item.meta.get("subtask", "")))]
+            assert chosen and row["n_items"] == len(chosen)
+            assert row["value"] == pytest.approx(np.mean([m[row["metric"]] for m in chosen]), abs=1e-4), row.to_dict()

@@ -8,12 +8,11 @@ import torch
 from tiny import tiny_lm
 
 from layerprobe.lens import LogitLens
-from layerprobe.tasks.base import MCItem
 from layerprobe.tasks.factual import Fact
 from layerprobe.trace.facts import fact_cuts, trace_facts
 from layerprobe.trace.frequency import bucket_of, flip_rows, frequency_rows, token_frequency_ranks
 from layerprobe.trace.options import (
-    OptionItem, OptionTrace, entailment_items, lettered, option_rows, sentiment_items, trace_options,
+    OptionItem, OptionTrace, entailment_items, option_rows, sentiment_items, trace_options,
 )
 from layerprobe.trace.pos import pos_cuts, trace_cuts, word_cut_positions
 from layerprobe.trace.readout import (
@@ -68,6 +67,7 @@ def test_read_positions_matches_a_naive_full_lens(model_type):
         logprobs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
         np.testing.assert_allclose(readout.prob[row], np.exp(logprobs[:, target]), rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(readout.option_logprob[row], logprobs[:, options], rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(readout.option_rank[row], 1 + (logits[:, None, :] > logits[:, options, None]).sum(-1))
     assert (readout.rank[:, -1] == 1).all()
 
 
@@ -162,14 +162,6 @@ def test_options_of_different_counts_share_one_prefix_list():
     assert np.isneginf(logprob[0, :, 2]).all() and np.isfinite(logprob[0, :, :2]).all() and np.isfinite(logprob[1]).all()
     with pytest.raises(LayerprobeError, match="prefixes"):
         trace_options(lm, {"logit": LogitLens(lm.adapter)}, [items[1], OptionItem("x", ["B", "A"], 0)], progress=False)
-
-
-def test_lettered_questions_keep_the_correct_answer():
-    item = MCItem("Q: What is 2 + 2?\nA:", [" 3", " 4", " 5", " 6", " 7"], [1])
-    question = lettered(item, seed=0)
-    assert question.prompt.startswith("Q: What is 2 + 2?\nChoices:\nA. ") and question.prompt.endswith("\nAnswer:")
-    assert question.options == [" A", " B", " C", " D"]
-    assert f"{'ABCD'[question.correct]}. 4" in question.prompt
 
 
 def test_sentiment_and_entailment_items_are_labelled_consistently():

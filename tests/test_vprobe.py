@@ -9,6 +9,7 @@ import torch
 from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from layerprobe.engine import hidden_states_at
+from layerprobe.results import ResultsFile, read_results
 from layerprobe.synthetic import igsm, igsm_lm, vprobe
 from layerprobe.synthetic.train import build_model, wrap
 
@@ -67,12 +68,53 @@ def test_untrained_update_reads_the_states_the_engine_reads():
             torch.testing.assert_close(states[layer][row, last[row]], reference[row][layer, 0], rtol=1e-4, atol=1e-4)
 
 
-def test_probe_learns_a_label_the_query_token_gives_away():
-    """A sanity task every layer can solve: is the queried item's owner the first name of its hierarchy?"""
+def test_probe_learns_a_label_the_query_token_gives_away_and_it_holds_on_held_out_contexts():
+    """A sanity task every layer can solve: is the queried item's owner the first name of its hierarchy?
+
+    Every query is "<bos> n [PROBE] name" with a number n in front; the probe is fitted on n in 0..11 and
+    scored on n in 12..22, contexts it never saw, so a probe that memorised its rows cannot pass.
+    """
     model = build_model("llama", len(VOCAB), n_layers=1, d_model=32, n_heads=4, max_len=256, seed=0)
     owners = {level[0] for hierarchy in igsm.HIERARCHIES for level in hierarchy}
-    made = [vprobe.Example(VOCAB.encode([igsm.PROBE, name], bos=True), int(name in owners))
-            for hierarchy in igsm.HIERARCHIES for level in hierarchy for name in level]
-    hits = vprobe.fit_and_score(model, made, made, epochs=40, lr=5e-2, batch_size=len(made))
-    assert hits.shape == (2, len(made))
-    assert np.all(hits.mean(axis=1) == 1.0)
+    names = [name for hierarchy in igsm.HIERARCHIES for level in hierarchy for name in level]
+    rng = random.Random(0)
+
+    def made(numbers: range) -> list[vprobe.Example]:
+        return [vprobe.Example(VOCAB.encode([str(rng.choice(numbers)), igsm.PROBE, name], bos=True), int(name in owners))
+                for name in names for _ in range(2)]
+
+    train, held_out = made(range(0, 12)), made(range(12, igsm.MOD))
+    assert 0.1 < np.mean([e.label for e in held_out]) < 0.9  # both classes: a constant guess cannot pass
+    hits = vprobe.fit_and_score(model, train, held_out, epochs=40, lr=5e-2, batch_size=len(train))
+    assert hits.shape == (2, len(held_out))
+    # the hand-computed label (name in owners) is what hits compare against: every layer must get it right
+    assert np.all(hits.mean(axis=1) >= 0.95), hits.mean(axis=1)
+
+
+def test_vprobe_report_rows_for_the_model_and_its_random_twin(tmp_path):
+    """vprobe_report: per label and layer, rows for the model and a random twin of its shape (other weights);
+    scored on held-out-template problems, two examples each where both classes exist (counted by hand); resumes."""
+    # seed 1: random_like(seed=0) rebuilds exactly what build_model(seed=0) initialises, i.e. the twin of a model
+    # trained from seed 0 is its own initialisation; an untrained stand-in must start elsewhere to differ from it
+    model = build_model("llama", len(VOCAB), n_layers=1, d_model=32, n_heads=4, max_len=256, seed=1)
+    twin = vprobe.random_like(model, seed=0)
+    assert type(twin) is type(model) and twin.config.to_dict() == model.config.to_dict()
+    assert not torch.equal(twin.get_input_embeddings().weight, model.get_input_embeddings().weight)
+    config = igsm.PRESETS["cpu"]
+    results = ResultsFile(tmp_path / "vprobe.csv")
+    vprobe.vprobe_report(wrap(model, VOCAB, "tiny-igsm"), config, results, labels=("nece", "dep"), n_train=10,
+                         n_test=8, epochs=1, progress=False)
+    frame = read_results(tmp_path / "vprobe.csv")
+    held_out = vprobe.probe_problems(config, 8, "test")
+    assert {p.split() for p in held_out} == {"test"} and {p.split() for p in vprobe.probe_problems(config, 10, "train")} == {"train"}
+    nece_by_hand = 2 * sum(0 < len(p.nece) < len(p.params) for p in held_out)  # a needed and an unneeded one
+    assert set(frame.method) == {"vprobe-trained", "vprobe-random"} and set(frame.subtask) == {"nece", "dep"}
+    for (method, label), unit in frame.groupby(["method", "subtask"]):
+        assert sorted(unit.layer) == [0, 1] and unit.value.between(0, 1).all()
+        assert (unit.n_items == nece_by_hand).all() if label == "nece" else (unit.n_items > 0).all()
+    pivot = frame.pivot_table(index=["subtask", "layer"], columns="method", values="value")
+    assert not np.allclose(pivot["vprobe-trained"], pivot["vprobe-random"])  # two different models were probed
+    before = frame.copy()
+    vprobe.vprobe_report(wrap(model, VOCAB, "tiny-igsm"), config, ResultsFile(tmp_path / "vprobe.csv"),
+                         labels=("nece", "dep"), n_train=10, n_test=8, epochs=1, progress=False)
+    assert read_results(tmp_path / "vprobe.csv").equals(before)

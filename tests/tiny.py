@@ -13,12 +13,24 @@ from layerprobe.models import Adapter, LoadedModel
 VOCAB = 256 + 2  # one token per byte, plus <s> and </s>
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (one token per byte, BOS prepended): any text, no download."""
+OPTION_WORDS = (" A", " B", " C", " D", " yes", " no", " positive", " negative")
+"""The option tokens of study 2's option tasks, which `byte_tokenizer(OPTION_WORDS)` makes single tokens."""
+
+
+def byte_tokenizer(words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (one token per byte, BOS prepended): any text, no download. Each word
+    of `words` (" A") becomes a single token by BPE merges of its prefixes (new ids from 258 on)."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
     vocab["<s>"], vocab["</s>"] = 256, 257
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    merges = []
+    for word in words:
+        (symbols, _), = pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(word)
+        for end in range(2, len(symbols) + 1):
+            if symbols[:end] not in vocab:
+                merges.append((symbols[: end - 1], symbols[end - 1]))
+                vocab[symbols[:end]] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     from tokenizers.processors import TemplateProcessing
@@ -29,8 +41,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def tiny_config(model_type: str, n_layers: int = 3, d_model: int = 32):
-    common = dict(vocab_size=VOCAB, bos_token_id=256, eos_token_id=257, pad_token_id=257)
+def tiny_config(model_type: str, n_layers: int = 3, d_model: int = 32, vocab_size: int = VOCAB):
+    common = dict(vocab_size=vocab_size, bos_token_id=256, eos_token_id=257, pad_token_id=257)
     if model_type == "llama":
         return LlamaConfig(hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
@@ -48,17 +60,20 @@ def tiny_config(model_type: str, n_layers: int = 3, d_model: int = 32):
     raise ValueError(model_type)
 
 
-def tiny_lm(model_type: str = "llama", n_layers: int = 3, seed: int = 0, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """A LoadedModel around a random tiny model (weights scaled up so layers differ visibly)."""
+def tiny_lm(model_type: str = "llama", n_layers: int = 3, seed: int = 0, dtype: torch.dtype = torch.float32,
+            words: tuple[str, ...] = ()) -> LoadedModel:
+    """A LoadedModel around a random tiny model (weights scaled up so layers differ visibly);
+    `words`: words that are single tokens (see `byte_tokenizer`)."""
     torch.manual_seed(seed)
-    config = tiny_config(model_type, n_layers)
+    tokenizer = byte_tokenizer(words)
+    config = tiny_config(model_type, n_layers, vocab_size=len(tokenizer))
     model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.dim() >= 2:
                 parameter.normal_(0.0, 0.2)
     model.eval().requires_grad_(False)
-    return LoadedModel(name=f"tiny-{model_type}", model=model, tokenizer=byte_tokenizer(),
+    return LoadedModel(name=f"tiny-{model_type}", model=model, tokenizer=tokenizer,
                        adapter=Adapter(model), device=torch.device("cpu"), dtype=dtype)
 
 

@@ -24,11 +24,13 @@ from layerprobe.plots.physics import (
 from layerprobe.plots.study1 import (
     STUDY1, study1_curves, study1_heatmaps, study1_lens_vs_probe, study1_radar, study1_sizes, study1_xmps,
 )
-from layerprobe.plots.study2 import STUDY2, study2_earliest, study2_flips, study2_frequency, study2_options
+from layerprobe.plots.study2 import (
+    STUDY2, study2_earliest, study2_flips, study2_frequency, study2_lens_kl, study2_options, study2_shortlist,
+)
 
 REGISTRY: dict[str, list[Builder]] = {
     STUDY1: [study1_heatmaps, study1_curves, study1_sizes, study1_radar, study1_xmps, study1_lens_vs_probe],
-    STUDY2: [study2_earliest, study2_options, study2_frequency, study2_flips],
+    STUDY2: [study2_lens_kl, study2_earliest, study2_options, study2_shortlist, study2_frequency, study2_flips],
     SYNTHETIC: [synthetic_probes, synthetic_training, synthetic_igsm_curve, synthetic_qa, synthetic_capacity],
 }
 """Report sections in order, each with its figure builders in order."""

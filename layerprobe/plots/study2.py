@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 
 from layerprobe.plots.common import (
@@ -113,6 +114,70 @@ def study2_options(data: Data, canvas: Canvas) -> list[Outcome]:
     return outcomes
 
 
+SHORTLIST_SUBTASK = "mmlu"
+SHORTLIST_PALETTE = {4: "#1b9e77", 10: "#d95f02", 100: "#7570b3"}
+
+
+def _first_layer_at(curve: pd.DataFrame, share: float) -> str:
+    """'layer 12', the first layer whose value reaches `share`, or 'never'."""
+    reached = curve[curve["value"] >= share]
+    return f"layer {int(reached['layer'].iloc[0])}" if len(reached) else "never"
+
+
+def study2_shortlist(data: Data, canvas: Canvas) -> list[Outcome]:
+    """MMLU's option letters in the full vocabulary (all in the top k?) next to the choice among them."""
+    rows = select(data.results, task="options", subtask=SHORTLIST_SUBTASK)
+    rows = rows[rows["layer"] >= 0]
+    if rows.empty or select(rows, metric="options_in_topk").empty or "k" not in rows.columns:
+        return missing("s2_shortlist", STUDY2, f"no task 'options' subtask '{SHORTLIST_SUBTASK}' rows with metric options_in_topk")
+    outcomes: list[Outcome] = []
+    for model in model_order(rows):
+        mine = select(rows, model=model)
+        n_layers = depth(mine)
+        figure = new_figure(10, 4.1)
+        share_ax, rank_ax = figure.subplots(1, 2)
+        readings = []
+        ks = sorted(int(k) for k in select(mine, metric="options_in_topk")["k"].dropna().unique())
+        for method in ordered(mine["method"], LENSES):
+            style = LENS_STYLE.get(method, ":")
+            part = select(mine, method=method)
+            text = []
+            for k in ks:
+                curve = select(part, metric="options_in_topk", k=float(k)).sort_values("layer")
+                share_ax.plot(curve["layer"], curve["value"], style, color=SHORTLIST_PALETTE.get(k, "grey"))
+                text.append(f"all letters in the top {k} for half the questions from {_first_layer_at(curve, 0.5)}"
+                            f" ({pct(curve['value'].iloc[-1])} at layer {n_layers})")
+            accuracy = select(part, metric="correct_top_option").sort_values("layer")
+            rank = select(part, metric="correct_option_rank").sort_values("layer")
+            share_ax.plot(accuracy["layer"], accuracy["value"], style, color="black", lw=2)
+            rank_ax.plot(rank["layer"], rank["value"], style, color="black", lw=2)
+            if len(accuracy):
+                best = accuracy.loc[accuracy["value"].idxmax()]
+                text.append(f"accuracy among the letters {pct(accuracy['value'].iloc[-1])} at layer {n_layers}, best "
+                            f"{pct(best['value'])} at layer {int(best['layer'])}, with chance 25% and "
+                            f"n = {int(accuracy['n_items'].iloc[-1])} questions")
+            readings.append(f"{method}: " + ", ".join(text))
+        share_ax.axhline(0.25, color="grey", ls=":", lw=1)
+        share_axis(share_ax, "share of questions")
+        share_ax.set_title("letters all in the top k of the vocabulary;\ncorrect letter first among them (black)")
+        rank_ax.axhline(2.5, color="grey", ls=":", lw=1)
+        rank_ax.set_ylim(max(4.0, float(select(mine, metric="correct_option_rank")["value"].max())) + 0.1, 0.9)  # 1 on top
+        rank_ax.set_ylabel("mean rank of the correct letter among A-D")
+        rank_ax.set_title("the choice among the letters (chance 2.5)")
+        for ax in (share_ax, rank_ax):
+            layer_axis(ax, n_layers)
+        handles = [Line2D([], [], color=SHORTLIST_PALETTE.get(k, "grey"), label=f"all in top {k}") for k in ks]
+        handles += [Line2D([], [], color="black", lw=2, label="correct letter first (accuracy)"),
+                    Line2D([], [], color="grey", ls=":", label="chance")]
+        handles += [Line2D([], [], color="black", ls=LENS_STYLE.get(m, ":"), label=m) for m in ordered(mine["method"], LENSES)]
+        legend_below(figure, handles, [h.get_label() for h in handles], "MMLU, lettered options")
+        title = f"{model}: do the option letters reach the shortlist before the choice? (MMLU)"
+        figure.suptitle(title)
+        outcomes.append(canvas.save(figure, f"s2_shortlist_{safe_name(model)}", STUDY2, title,
+                                    "; ".join(readings) + "."))
+    return outcomes
+
+
 def study2_frequency(data: Data, canvas: Canvas) -> list[Outcome]:
     rows = select(data.results, task="frequency", metric="top1_share")
     rows = rows[rows["layer"] >= 0]
@@ -184,4 +249,42 @@ def study2_flips(data: Data, canvas: Canvas) -> list[Outcome]:
         title = f"{model}: decision flip rate per layer by frequency bucket"
         figure.suptitle(title)
         outcomes.append(canvas.save(figure, f"s2_flips_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
+    return outcomes
+
+
+def study2_lens_kl(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Held-out KL(final || lens) per layer of the logit lens and the trained tuned lens (how good the lens is)."""
+    rows = select(data.results, task="lens", metric="kl")
+    rows = rows[rows["layer"] >= 0]
+    if rows.empty:
+        return missing("s2_lens_kl", STUDY2, "no task 'lens' rows with metric kl (trace_layers.py --lens tuned or both)")
+    outcomes: list[Outcome] = []
+    for model in model_order(rows):
+        mine = select(rows, model=model)
+        n_layers = depth(mine)
+        figure = new_figure(7.5, 4)
+        ax = figure.add_subplot()
+        curves = {}
+        for number, method in enumerate(ordered(mine["method"], LENSES)):
+            curve = select(mine, method=method).sort_values("layer")
+            curve = curve[curve["layer"] < n_layers]  # both lenses are exact at the last layer (KL 0)
+            curves[method] = curve.set_index("layer")["value"]
+            colour = SERIES_PALETTE[number]
+            ax.plot(curve["layer"], curve["value"], LENS_STYLE.get(method, ":"), marker="o", ms=3, color=colour, label=method)
+            ax.fill_between(curve["layer"], curve["ci_low"], curve["ci_high"], color=colour, alpha=0.2, lw=0)
+        ax.set_yscale("log")
+        ax.set_ylabel("held-out KL(final || lens), nats (log scale)")
+        layer_axis(ax, n_layers)
+        legend_below(figure, *ax.get_legend_handles_labels(), "lens")
+        title = f"{model}: how far each lens is from the model's final distribution, per layer"
+        figure.suptitle(title)
+        readings = [f"{method}: {curve.iloc[0]:.2f} nats at layer {curve.index[0]}, {curve.max():.2f} at its worst "
+                    f"(layer {curve.idxmax()}), {curve.iloc[-1]:.2f} at layer {curve.index[-1]}"
+                    for method, curve in curves.items() if len(curve)]
+        if set(LENSES) <= set(curves):
+            ratio = (curves["tuned-lens"] / curves["logit-lens"]).dropna()
+            readings.append(f"KL(tuned) / KL(logit) is {ratio.mean():.2f} on average over layers "
+                            f"0-{n_layers - 1} (ratio per layer, from {ratio.min():.2f} to {ratio.max():.2f}), "
+                            f"below it at {int((ratio < 1).sum())} of {len(ratio)} layers")
+        outcomes.append(canvas.save(figure, f"s2_lens_kl_{safe_name(model)}", STUDY2, title, "; ".join(readings) + "."))
     return outcomes

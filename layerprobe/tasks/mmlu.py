@@ -174,11 +174,13 @@ def mmlu_item(question: MMLUQuestion, demonstrations: Sequence[MMLUQuestion] = (
 
 
 def mmlu_items(per_subject: int | None = None, seed: int = 0, path: str | Path | Rows | None = None,
-               subjects: Sequence[str] | None = None, style: str = "cloze", shots: int = 0) -> LoadedItems:
-    """Items over a stratified sample (see `stratified`); `shots` demonstrations of the same subject,
-    drawn from its questions outside the sample's own item."""
+               subjects: Sequence[str] | None = None, style: str = "cloze", shots: int = 0,
+               limit: int | None = None) -> LoadedItems:
+    """Items over a stratified sample (see `stratified`), at most `limit` in all (a prefix of it, so
+    still balanced over subjects); `shots` demonstrations of the same subject, drawn from its
+    questions outside the sample's own item."""
     questions, log = read_mmlu(path)
-    sample = stratified(questions, per_subject, seed, subjects)
+    sample = stratified(questions, per_subject, seed, subjects)[:limit]
     rng = random.Random(f"{seed}-demonstrations")
     by_subject: dict[str, list[MMLUQuestion]] = {}
     for question in questions:

@@ -8,8 +8,10 @@ and its probability. The analyses:
   text), kept when the final top-1 is the word's first token; plus a random-cut baseline.
 - facts: the project's fact table, answers of 1-3 tokens teacher-forced token by token, kept when the
   model produces the whole answer; curves per answer length and token position.
-- options: option-constrained tasks (the option tokens are the only candidates): when the correct
-  option first tops the options (enter) and from which layer on it stays there (settle).
+- options: option-constrained tasks (the option tokens are the only candidates): real MMLU questions
+  with lettered options, few-shot, and the project's sentiment and entailment: when the correct
+  option first tops the options (enter) and from which layer on it stays there (settle), and the
+  options' "shortlist" in the full vocabulary (are they all in the top k before one is picked?).
 - frequency: the share of per-layer top-1 tokens in frequency buckets of the corpus.
 - flips: the share of positions whose top-1 at a layer differs from the final top-1.
 
@@ -32,13 +34,14 @@ from layerprobe.models import LoadedModel
 from layerprobe.tasks.factual import FACTS, Fact
 from layerprobe.trace.facts import fact_cuts, trace_facts
 from layerprobe.trace.frequency import corpus_positions, flip_rows, frequency_rows, token_frequency_ranks
-from layerprobe.trace.options import OptionItem, default_option_tasks, option_rows, trace_options
+from layerprobe.trace.options import OptionTask, default_option_tasks, option_rows, shortlist_rows, trace_options
 from layerprobe.trace.pos import pos_cuts, pos_tagger, trace_cuts
 from layerprobe.trace.readout import Readout, rank_rows, read_positions
 
 ANALYSES = ("pos", "facts", "options", "frequency", "flips")
-DEFAULT_LIMITS = {"pos": 40, "facts": 20, "options": 15, "frequency": 300, "flips": 300}
-"""Items per subtask without --limit: tags, answer lengths, option tasks; positions for frequency and flips."""
+DEFAULT_LIMITS = {"pos": 40, "facts": 20, "options": 57, "frequency": 300, "flips": 300}
+"""Items per subtask without --limit: tags, answer lengths, option tasks (57: one MMLU question per
+subject); positions for frequency and flips."""
 Rows = list[dict[str, object]]
 
 
@@ -54,7 +57,7 @@ class TraceContext:
     seed: int
     progress: bool = True
     facts: Sequence[Fact] | None = None
-    option_tasks: dict[str, list[OptionItem]] | None = None
+    option_tasks: dict[str, OptionTask] | None = None
 
     def __post_init__(self) -> None:
         self._frequency_ranks: np.ndarray | None = None
@@ -102,9 +105,12 @@ def analyse_facts(ctx: TraceContext) -> dict[str, Rows]:
 def analyse_options(ctx: TraceContext) -> dict[str, Rows]:
     tasks = ctx.option_tasks or default_option_tasks(ctx.limit_for("options"), ctx.seed)
     rows: dict[str, Rows] = {method: [] for method in ctx.lenses}
-    for task, items in tasks.items():
-        for method, trace in trace_options(ctx.lm, ctx.lenses, items, ctx.progress, desc=f"options {task}").items():
-            rows[method] += option_rows(trace, model=ctx.lm.name, task="options", subtask=task, method=method, seed=ctx.seed)
+    for task, option_task in tasks.items():
+        record = {"data": option_task.data, "skipped_rows": option_task.skipped_rows}
+        traces = trace_options(ctx.lm, ctx.lenses, option_task.items, ctx.progress, desc=f"options {task}")
+        for method, trace in traces.items():
+            unit = dict(model=ctx.lm.name, task="options", subtask=task, method=method, seed=ctx.seed)
+            rows[method] += [dict(row, **record) for row in option_rows(trace, **unit) + shortlist_rows(trace, **unit)]
     return rows
 
 

@@ -1,12 +1,23 @@
 """Option-constrained tasks (the option tokens are the only candidates): when the correct option first
-tops the options (enter) and from which layer on it stays there (settle). The items: few-shot
-sentiment and entailment, and study 1's multiple-choice tasks as lettered questions."""
+tops the options (enter) and from which layer on it stays there (settle), and where the options stand
+in the full vocabulary meanwhile (the "shortlist": are all of them among the top k tokens before the
+model picks one?).
+
+The items: real MMLU questions as in the paper (the options "A. ..." to "D. ..." in the prompt after
+`MMLU_SHOTS` solved questions of the same subject, then "Answer:"; the options are the letter tokens
+" A" ... " D"), and the project's few-shot sentiment and entailment.
+
+Letters: the demonstrations end in "Answer: A", which a BPE tokenizer such as SmolLM2's cuts into
+"Answer", ":", " A", so the letter the model continues with is the token " A" (with its space), not
+"A"; the option tokens are " A" ... " D" and must each be one token (one-line error otherwise).
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -14,12 +25,9 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.lens import Lens
 from layerprobe.models import LoadedModel
 from layerprobe.results import layer_rows
-from layerprobe.tasks.base import MCItem
-from layerprobe.tasks.calculation import calculation_items
-from layerprobe.tasks.factual import factual_items
-from layerprobe.tasks.logical import logical_items
-from layerprobe.tasks.truthfulness import truthfulness_items
-from layerprobe.trace.readout import first_layer, read_positions, settle_layer, summary_row
+from layerprobe.tasks.io import Rows
+from layerprobe.tasks.mmlu import mmlu_items
+from layerprobe.trace.readout import first_layer, median_rows, read_positions, settle_layer, summary_row
 
 
 @dataclass
@@ -31,22 +39,25 @@ class OptionItem:
     correct: int
 
 
-LETTERS = "ABCDEFGH"
+@dataclass
+class OptionTask:
+    """One option task's items and where they came from (`data`: a file, a hub id or "built-in")."""
+
+    items: list[OptionItem]
+    data: str = "built-in"
+    skipped_rows: int = 0
 
 
-def lettered(item: MCItem, max_options: int = 4, seed: int = 0) -> OptionItem:
-    """A multiple-choice item as a lettered question: the options are the letter tokens " A", " B", ...
+MMLU_SHOTS = 3
+SHORTLIST_K = (4, 10, 100)
 
-    The correct candidate and up to `max_options - 1` others keep their order; a few-shot prompt's
-    trailing "A:" gives way to the choices and "Answer:", a cloze gets a blank.
-    """
-    false = [i for i in range(len(item.candidates)) if i not in item.correct]
-    chosen = sorted([item.correct[0]] + random.Random(seed).sample(false, min(max_options - 1, len(false))))
-    question = item.prompt.rstrip()
-    question = question[: -len("A:")].rstrip() if question.endswith("A:") else question + " ___"
-    lines = [f"{LETTERS[n]}. {item.candidates[i].strip()}" for n, i in enumerate(chosen)]
-    prompt = question + "\nChoices:\n" + "\n".join(lines) + "\nAnswer:"
-    return OptionItem(prompt, [f" {LETTERS[n]}" for n in range(len(chosen))], chosen.index(item.correct[0]))
+
+def mmlu_option_task(limit: int, seed: int = 0, source: str | Path | Rows | None = None,
+                     shots: int = MMLU_SHOTS) -> OptionTask:
+    """`limit` MMLU questions stratified by subject (seeded; any prefix is balanced), lettered, few-shot."""
+    loaded = mmlu_items(None, seed, source, style="letters", shots=shots, limit=limit)
+    items = [OptionItem(item.prompt, item.candidates, item.correct[0]) for item in loaded]
+    return OptionTask(items, loaded.source, loaded.skipped_rows)
 
 
 def option_token_ids(lm: LoadedModel, options: Sequence[str]) -> list[int]:
@@ -59,10 +70,12 @@ def option_token_ids(lm: LoadedModel, options: Sequence[str]) -> list[int]:
 
 @dataclass
 class OptionTrace:
-    """Per item and layer: log-probs of the options [N, L+1, K] and the correct option's index [N]."""
+    """Per item and layer: log-probs of the options [N, L+1, K], their full-vocabulary ranks [N, L+1, K]
+    (NaN for an option the item lacks) and the correct option's index [N]."""
 
     logprob: np.ndarray
     correct: np.ndarray
+    rank: np.ndarray | None = None
 
 
 def trace_options(lm: LoadedModel, lenses: dict[str, Lens], items: Sequence[OptionItem], progress: bool = True,
@@ -82,10 +95,11 @@ def trace_options(lm: LoadedModel, lenses: dict[str, Lens], items: Sequence[Opti
     correct = np.array([item.correct for item in items])
     traces = {}
     for name, readout in readouts.items():
-        logprob = readout.option_logprob.copy()
+        logprob, rank = readout.option_logprob.copy(), readout.option_rank.astype(float)
         for number, item in enumerate(items):
             logprob[number, :, len(item.options):] = -np.inf
-        traces[name] = OptionTrace(logprob, correct)
+            rank[number, :, len(item.options):] = np.nan
+        traces[name] = OptionTrace(logprob, correct, rank)
     return traces
 
 
@@ -105,6 +119,21 @@ def option_rows(trace: OptionTrace, *, model: str, task: str, subtask: str, meth
     if right.any():
         rows.append(summary_row(first_layer(on_top[right]), "enter_layer", n_layers, seed, **unit))
         rows.append(summary_row(settle_layer(on_top[right]), "settle_layer", n_layers, seed, **unit))
+    return rows
+
+
+def shortlist_rows(trace: OptionTrace, *, model: str, task: str, subtask: str, method: str,
+                   seed: int = 0) -> list[dict[str, object]]:
+    """Per layer, where an item's options stand among all vocabulary tokens: the best-ranked option's
+    rank (best_option_median_rank, best_option_mean_rank), the share whose top-1 token is an option
+    (top1_is_option), and the share with every option in the top k (options_in_topk, one row per k)."""
+    unit = dict(model=model, task=task, subtask=subtask, language="en", method=method)
+    best, worst = np.nanmin(trace.rank, axis=2), np.nanmax(trace.rank, axis=2)  # [N, L+1]
+    rows = median_rows(best, seed, metric="best_option_median_rank", **unit)
+    rows += layer_rows(best.T, metric="best_option_mean_rank", interval="bootstrap", seed=seed, **unit)
+    rows += layer_rows((best == 1).T, metric="top1_is_option", **unit)
+    for k in SHORTLIST_K:
+        rows += layer_rows((worst <= k).T, metric="options_in_topk", k=k, **unit)
     return rows
 
 
@@ -175,15 +204,9 @@ def entailment_items(limit: int | None = None, seed: int = 0, shots: int = 4) ->
     return items
 
 
-def default_option_tasks(limit: int, seed: int) -> dict[str, list[OptionItem]]:
-    """The project's sentiment and entailment tasks, plus study 1's multiple-choice tasks as lettered questions."""
-    study1 = {
-        "factual": factual_items(limit, seed),
-        "calculation": calculation_items(1, seed)[:limit],
-        "logical": logical_items(limit, seed)[:limit],
-        "truthfulqa": truthfulness_items(limit, seed),
-    }
-    tasks = {"sentiment": sentiment_items(limit, seed), "entailment": entailment_items(limit, seed)}
-    for name, items in study1.items():
-        tasks[f"{name}-lettered"] = [lettered(item, seed=seed + n) for n, item in enumerate(items)]
-    return tasks
+def default_option_tasks(limit: int, seed: int, mmlu_source: str | Path | Rows | None = None,
+                         shots: int = MMLU_SHOTS) -> dict[str, OptionTask]:
+    """MMLU (`limit` questions; the offline copy unless `mmlu_source`) and the project's sentiment and entailment."""
+    return {"mmlu": mmlu_option_task(limit, seed, mmlu_source, shots),
+            "sentiment": OptionTask(sentiment_items(limit, seed)),
+            "entailment": OptionTask(entailment_items(limit, seed))}

@@ -66,20 +66,22 @@ class Readout:
     prob: np.ndarray  # [N, L+1] probability of the target
     top1: np.ndarray  # [N, L+1] the top-1 token
     option_logprob: np.ndarray | None = None  # [N, L+1, K] log-probs of the option tokens
+    option_rank: np.ndarray | None = None  # [N, L+1, K] full-vocabulary ranks of the option tokens
 
     def subset(self, index: np.ndarray) -> "Readout":
         options = None if self.option_logprob is None else self.option_logprob[index]
-        return Readout(self.target[index], self.rank[index], self.prob[index], self.top1[index], options)
+        ranks = None if self.option_rank is None else self.option_rank[index]
+        return Readout(self.target[index], self.rank[index], self.prob[index], self.top1[index], options, ranks)
 
 
 def _concat(readouts: list[Readout], n_layers: int, n_options: int | None) -> Readout:
     if not readouts:
         empty = np.zeros((0, n_layers + 1))
         options = None if n_options is None else np.zeros((0, n_layers + 1, n_options))
-        return Readout(np.zeros(0, dtype=np.int64), empty.astype(np.int64), empty, empty.astype(np.int64), options)
-    options = None if readouts[0].option_logprob is None else np.concatenate([r.option_logprob for r in readouts])
-    return Readout(*(np.concatenate([getattr(r, name) for r in readouts]) for name in ("target", "rank", "prob", "top1")),
-                   option_logprob=options)
+        ranks = None if options is None else options.astype(np.int64)
+        return Readout(np.zeros(0, dtype=np.int64), empty.astype(np.int64), empty, empty.astype(np.int64), options, ranks)
+    names = ("target", "rank", "prob", "top1") + (() if readouts[0].option_logprob is None else ("option_logprob", "option_rank"))
+    return Readout(**{name: np.concatenate([getattr(r, name) for r in readouts]) for name in names})
 
 
 def read_states(lens: Lens, states: torch.Tensor, options: torch.Tensor | None = None,
@@ -92,13 +94,18 @@ def read_states(lens: Lens, states: torch.Tensor, options: torch.Tensor | None =
             target = logits[-1].argmax(-1)
             expanded = target.expand(logits.shape[0], -1)
             logprobs = torch.log_softmax(logits, dim=-1)
-            option_logprob = None if options is None else logprobs[..., options].permute(1, 0, 2).numpy()
+            option_logprob = option_rank = None
+            if options is not None:
+                option_logprob = logprobs[..., options].permute(1, 0, 2).numpy()
+                higher = logits.unsqueeze(-2) > logits[..., options].unsqueeze(-1)  # [L+1, c, K, V]
+                option_rank = (1 + higher.sum(-1)).permute(1, 0, 2).numpy()
             parts.append(Readout(
                 target=target.numpy(),
                 rank=token_ranks(logits, expanded).T.numpy(),
                 prob=logprobs.gather(-1, expanded.unsqueeze(-1)).squeeze(-1).exp().T.numpy(),
                 top1=logits.argmax(-1).T.numpy(),
                 option_logprob=option_logprob,
+                option_rank=option_rank,
             ))
     return _concat(parts, states.shape[0] - 1, None if options is None else len(options))
 
@@ -179,15 +186,16 @@ def readouts_by_label(readouts: dict[str, Readout], kept: list[tuple[int, int]],
 # --------------------------------------------------------------------------- result rows
 
 
-def median_rows(ranks: np.ndarray, seed: int, n_boot: int = 1000, **unit: object) -> list[dict[str, object]]:
-    """median_rank per layer with a 95% percentile-bootstrap interval of the median (ranks [N, L+1])."""
+def median_rows(ranks: np.ndarray, seed: int, n_boot: int = 1000, metric: str = "median_rank",
+                **unit: object) -> list[dict[str, object]]:
+    """The median of ranks [N, L+1] per layer (metric `metric`), with a 95% percentile-bootstrap interval."""
     n_items, n_layers_plus = ranks.shape
     rng = np.random.default_rng(seed)
     samples = rng.integers(0, n_items, size=(n_boot, n_items))
     medians = np.median(ranks[samples], axis=1)  # [n_boot, L+1]
     low, high = np.percentile(medians, [2.5, 97.5], axis=0)
     value = np.median(ranks, axis=0)
-    return [dict(unit, layer=layer, n_layers=n_layers_plus - 1, metric="median_rank", value=float(value[layer]),
+    return [dict(unit, layer=layer, n_layers=n_layers_plus - 1, metric=metric, value=float(value[layer]),
                  n_items=n_items, ci_low=float(low[layer]), ci_high=float(high[layer]))
             for layer in range(n_layers_plus)]
 
