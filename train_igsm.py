@@ -1,6 +1,6 @@
 """Train small LMs on iGSM grade-school math and grade their greedy solutions (Physics of LMs 2.1, 2.2).
 
-    python train_igsm.py                            # one model (preset "cpu", 300 steps)
+    python train_igsm.py                            # one model (preset "cpu", 4x128, 300 steps, first 25% 1-op)
     python train_igsm.py --retry 0 0.1 0.5          # part 2.2: retry data, graded on clean problems
     python train_igsm.py --depths 2 4 8             # depth vs width at the parameter count of --layers/--width
     python train_igsm.py --preset paper --layers 12 --width 768 --heads 12 --steps 100000 \\
@@ -30,7 +30,7 @@ from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, train_igsm, width
 from layerprobe.synthetic.script_args import add_canon_arg, add_compute_args, compute_device
 from layerprobe.synthetic.train import n_parameters
 
-QUICK = dict(layers=2, width=32, steps=20, batch=8)
+QUICK = dict(layers=2, width=32, steps=20, batch=8, curve_every=20)
 """--quick: a smoke-test size (seconds) for scripts/run_all.sh."""
 
 
@@ -47,6 +47,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="problem sizes (default %(default)s: 2-3 layers of 2-3 items, <=6 parameters, 1-3 operations)")
     parser.add_argument("--retry", type=float, nargs="+", default=[0.0],
                         help="retry probabilities p, one model each (part 2.2; e.g. 0 0.1 0.5)")
+    parser.add_argument("--mask-mistakes", action="store_true",
+                        help="no loss on a retry's mistake tokens (its [BACK] stays trained); default: loss on everything")
+    parser.add_argument("--curriculum", type=float, default=defaults.curriculum,
+                        help="share of the steps, the first ones, on 1-operation problems only (default %(default)s)")
+    parser.add_argument("--curve-every", type=int, default=defaults.curve_every,
+                        help="steps between the checkpoints graded for the learning curve (default: steps/10)")
     parser.add_argument("--depths", type=int, nargs="+", default=None,
                         help="depth-vs-width sweep: one model per depth, width chosen for the parameter count of --layers/--width")
     parser.add_argument("--eval", type=int, default=60, help="problems graded per split (default %(default)s)")
@@ -58,13 +64,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise LayerprobeError(f"--retry takes probabilities in [0, 1), got {args.retry}")
     if args.depths and min(args.depths) < 1:
         raise LayerprobeError(f"--depths takes positive layer counts, got {args.depths}")
+    if not 0 <= args.curriculum < 1:
+        raise LayerprobeError(f"--curriculum takes a share of the steps in [0, 1), got {args.curriculum}")
+    if args.curve_every < 0:
+        raise LayerprobeError(f"--curve-every must be >= 0, got {args.curve_every}")
     if args.eval < 1:
         raise LayerprobeError(f"--eval must be positive, got {args.eval}")
     return args
 
 
 def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
-    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset", "canon")}
+    values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset",
+                                                 "canon", "curriculum", "mask_mistakes", "curve_every")}
     if args.quick:
         values.update(QUICK)
     base = IGSMRun(**values)

@@ -168,6 +168,10 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                 bonus = 0.05 if condition == "retry0.2" else 0.0
                 rows.append(summary(outcomes(np.array([value + bonus]), 60, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
                                     f"{condition}/{ops}", split, "generation"))
+    for step, cpu in ((100, 60.0), (200, 130.0)):
+        for ops, value in (("ops=1", 0.3), ("ops=2", 0.1), ("all", 0.2)):
+            rows.append(dict(summary(outcomes(np.array([value * step / 100]), 30, rng)[0], "igsm-gpt-4l", "igsm-curve",
+                                     f"retry=0/l4w128/step={step}/{ops}", "train", "generation"), step=step, train_cpu_s=cpu))
     for exposures, per_param in ((100, 1.0), (1000, 2.0)):
         for n_params in (1e5, 3e5, 1e6, 3e6):
             for method, loss in (("fp32", 1.0), ("int8", 0.97), ("int4", 0.4)):

@@ -118,26 +118,77 @@ def test_labels_agree_with_graph_and_checker():
             prefix += igsm.step_tokens(problem, order[done])
 
 
-def test_retry_data_keeps_the_answer_and_marks_blocked_steps():
+def replay(problem: igsm.Problem, tokens: list[str]) -> tuple[list[tuple[int, str]], list[int]]:
+    """Replay a written solution token by token, independently of the generator: the abandoned steps as
+    (parameter, variable) and the parameters of the kept steps, in order."""
+    lookup = {(p.owner, p.item): i for i, p in enumerate(problem.params)}
+    abandoned, kept, current = [], [], []
+    for token in tokens:
+        current.append(token)
+        if token == BACK:
+            assert current[0] == "define" and current[4] == "as" and len(current) == 7, current
+            abandoned.append((lookup[(current[1], current[3])], current[5]))
+            current = []
+        elif token == ".":
+            kept.append(lookup[(current[1], current[3])])
+            current = []
+    assert not current
+    return abandoned, kept
+
+
+def test_retry_data_is_a_later_step_begun_too_early_then_a_correct_solution():
     rng = random.Random(3)
     total_retries = 0
-    for problem in problems(40, seed=3):
+    for problem in problems(60, seed=3):
         written = solution_tokens(problem, rng, retry_p=0.5)
+        abandoned, kept = replay(problem, written.tokens)
+        assert kept == problem.solution_order  # without the retries: the error-free shortest solution
+        clean = [t for step in kept for t in igsm.step_tokens(problem, step)]
+        kept_tokens = []
+        for token in written.tokens:  # drop every "... [BACK]" span: exactly the clean solution remains
+            kept_tokens.append(token)
+            if token == BACK:
+                del kept_tokens[-7:]
+        assert kept_tokens == clean
         check = check_solution(problem, written.tokens)
-        assert check.correct and check.answer == problem.answer
-        assert check.retries == written.tokens.count(BACK) == sum(written.mistakes)
-        defined: set[int] = set()
-        lookup = {(p.owner, p.item): i for i, p in enumerate(problem.params)}
-        for end, mistake in zip(written.step_ends, written.mistakes):
-            start = max([e for e in written.step_ends if e < end], default=-1) + 1
-            index = lookup[(written.tokens[start + 1], written.tokens[start + 3])]
-            assert (written.tokens[end] == BACK) == mistake
-            assert problem.can_next(defined)[index] != mistake  # a retry names a not-yet-computable parameter
-            if not mistake:
-                defined.add(index)
+        assert check.correct and check.shortest and check.answer == problem.answer
+        assert check.retries == len(abandoned) == sum(written.mistakes) == written.tokens.count(BACK)
+        # each abandoned step: a later step of the solution, with its own variable, whose operands were not all
+        # computed when it was begun (replayed: the kept steps before it)
+        steps, kept_so_far = _step_texts(written.tokens), 0
+        for text in steps:
+            if text[-1] == BACK:
+                index = next(i for i, p in enumerate(problem.params) if (p.owner, p.item) == (text[1], text[3]))
+                done = set(kept[:kept_so_far])
+                assert index in kept[kept_so_far + 1:]
+                assert text[5] == problem.variables[index]
+                assert not all(j in done for j in problem.params[index].operands)
+            else:
+                kept_so_far += 1
         total_retries += check.retries
-    assert total_retries > 10
+    assert total_retries > 20
     assert BACK not in solution_tokens(problems(1)[0], rng, retry_p=0.0).tokens
+
+
+def _step_texts(tokens: list[str]) -> list[list[str]]:
+    steps, current = [], []
+    for token in tokens:
+        current.append(token)
+        if token in (".", BACK):
+            steps.append(current)
+            current = []
+    return steps
+
+
+def test_mistake_mask_covers_exactly_the_abandoned_steps_but_their_back():
+    rng = random.Random(8)
+    for problem in problems(20, seed=8):
+        written = solution_tokens(problem, rng, retry_p=0.5)
+        mask = igsm.mistake_mask(written)
+        expected = []
+        for text in _step_texts(written.tokens):
+            expected += [True] * (len(text) - 1) + [False] if text[-1] == BACK else [False] * len(text)
+        assert mask == expected
 
 
 def test_split_holds_out_whole_templates_and_is_deterministic():

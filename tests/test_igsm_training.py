@@ -11,8 +11,9 @@ import pytest
 import torch
 from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
+from layerprobe.results import read_results
 from layerprobe.synthetic import capacity, igsm, igsm_lm
-from layerprobe.synthetic.igsm_runs import IGSMRun, width_for_budget
+from layerprobe.synthetic.igsm_runs import IGSMRun, curve_grader, width_for_budget
 from layerprobe.synthetic.train import build_model, n_parameters, train
 
 VOCAB = igsm_lm.make_vocab()
@@ -30,6 +31,44 @@ def test_batches_train_on_exactly_the_solution_and_are_pure_functions_of_the_ste
         trained = [t for t, m in zip(tokens, row_mask) if m]
         assert trained == tokens[start: tokens.index(VOCAB.EOS) + 1]
         assert trained[-1] == VOCAB.EOS and "solution" not in trained
+
+
+def test_mask_mistakes_drops_exactly_the_mistake_tokens_and_the_curriculum_starts_with_one_operation():
+    plain = igsm_lm.batch_fn(VOCAB, CONFIG, batch_size=6, seed=4, retry_p=0.5)
+    masked = igsm_lm.batch_fn(VOCAB, CONFIG, batch_size=6, seed=4, retry_p=0.5, mask_mistakes=True)
+    (ids, mask), (same_ids, masked_mask) = plain(2), masked(2)
+    assert torch.equal(ids, same_ids)
+    dropped = 0
+    for row, full, kept in zip(ids.tolist(), mask.tolist(), masked_mask.tolist()):
+        tokens = VOCAB.decode(row, skip_special=False)
+        for position, (token, a, b) in enumerate(zip(tokens, full, kept)):
+            if a and not b:  # a masked token lies in "define P 's Q as x" just before a [BACK]
+                back = tokens.index(igsm.BACK, position)
+                assert back - position <= 6 and "." not in tokens[position:back]
+                dropped += 1
+            else:
+                assert a == b
+        assert sum(full) - sum(kept) == 6 * tokens.count(igsm.BACK)
+    assert dropped > 0
+    curriculum = igsm_lm.batch_fn(VOCAB, CONFIG, batch_size=8, seed=4, warmup_steps=3)
+    for step, single in ((0, True), (2, True), (3, False)):
+        texts = [VOCAB.decode(row) for row in curriculum(step)[0].tolist()]
+        # each operation is written twice in the solution: "x = a + b = 3 + 4 = 7"
+        operations = [sum(t[t.index("solution"):].count(symbol) for symbol in "+-*") / 2 for t in texts]
+        assert (set(operations) == {1}) == single
+
+
+def test_the_checkpoint_hook_writes_a_learning_curve(tmp_path):
+    run = IGSMRun(layers=1, width=16, steps=4, batch=4, curve_every=2)
+    model = run.build(len(VOCAB))
+    grader = curve_grader(model, run, tmp_path, n_per_ops=2)
+    train(model, igsm_lm.batch_fn(VOCAB, CONFIG, 4), steps=4, lr=1e-3, progress=False, checkpoint_every=2,
+          on_checkpoint=grader)
+    frame = read_results(tmp_path / f"igsm-curve_{run.name()}.csv")
+    assert sorted(set(frame["step"])) == [2, 4] and (frame["task"] == "igsm-curve").all()
+    assert set(frame[frame["metric"] == "accuracy"]["n_items"]) == {2, 6}  # per ops level, and all 6
+    cpu = frame.groupby("step")["train_cpu_s"].max()
+    assert 0 <= cpu[2] <= cpu[4]
 
 
 def test_a_tiny_run_lowers_the_loss():

@@ -20,7 +20,7 @@ from layerprobe.plots.common import (
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
-SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop"]
+SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -122,6 +122,37 @@ def synthetic_training(data: Data, canvas: Canvas) -> list[Outcome]:
         outcomes.append(canvas.save(figure, f"syn_training_{safe_name(family)}", SYNTHETIC, title,
                                     "; ".join(readings) + "."))
     return outcomes
+
+
+def synthetic_igsm_curve(data: Data, canvas: Canvas) -> list[Outcome]:
+    """iGSM learning curves: greedy accuracy by number of operations against the training CPU minutes."""
+    rows = select(data.results, task="igsm-curve", metric="accuracy")
+    if rows.empty or "train_cpu_s" not in rows.columns:
+        return missing("syn_igsm_curve", SYNTHETIC, "no igsm-curve rows (train_igsm.py grades each checkpoint)")
+    models = model_order(rows)
+    figure = new_figure(4.2 * len(models) + 1.0, 3.8)
+    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    readings, handles = [], {}
+    for ax, model in zip(axes, models):
+        mine = select(rows, model=model)
+        mine = mine.assign(level=[s.rsplit("/", 1)[-1] for s in mine["subtask"]])
+        levels = sorted(set(mine["level"]), key=lambda level: (level == "all", level))
+        for level, colour in zip(levels, SERIES_PALETTE):
+            line = mine[mine["level"] == level].sort_values("step")
+            minutes = line["train_cpu_s"].astype(float) / 60
+            handles[level] = ax.plot(minutes, line["value"], marker="o", color=colour, lw=1.4, ms=3,
+                                     ls="--" if level == "all" else "-")[0]
+            ax.fill_between(minutes, line["ci_low"].astype(float), line["ci_high"].astype(float), color=colour, alpha=0.12)
+            last = line.iloc[-1]
+            readings.append(f"{model} {level}: {pct(last['value'])} at step {int(last['step'])} "
+                            f"({float(last['train_cpu_s']) / 60:.1f} CPU min)")
+        share_axis(ax, "greedy accuracy (train templates)")
+        ax.set_xlabel("training CPU minutes")
+        ax.set_title(model, fontsize=8)
+    legend_below(figure, list(handles.values()), list(handles), "operations")
+    title = "iGSM learning curves: accuracy by number of operations vs training CPU time"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_igsm_curve", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def qa_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -265,19 +265,22 @@ class WrittenSolution:
 
 
 def solution_tokens(problem: Problem, rng: random.Random | None = None, retry_p: float = 0.0) -> WrittenSolution:
-    """The shortest solution; with `retry_p` > 0, before each step (with probability retry_p) a retry:
-    "define P as x [BACK]" for a parameter P that cannot be computed yet (part 2.2's retry data)."""
+    """The shortest solution; with `retry_p` > 0, part 2.2's retry data as the paper builds it: before each
+    step, with probability retry_p, a *later* step of the solution whose operands are not all computed
+    yet is begun too early ("define P as x", with P's own variable), abandoned with [BACK], and the
+    solution goes on correctly. A step has no such mistake when every later step is computable."""
     tokens: list[str] = []
     ends: list[int] = []
     mistakes: list[bool] = []
     defined: set[int] = set()
-    for index in problem.solution_order:
+    order = problem.solution_order
+    for position, index in enumerate(order):
         if retry_p > 0 and rng is not None and rng.random() < retry_p:
-            blocked = [i for i, ok in enumerate(problem.can_next(defined)) if not ok and i not in defined]
+            computable = problem.can_next(defined)
+            blocked = [i for i in order[position + 1:] if not computable[i]]
             if blocked:
                 wrong = rng.choice(blocked)
-                unused = [v for v in VARIABLES if v not in problem.variables] or list(VARIABLES)
-                tokens += ["define"] + problem.params[wrong].tokens + ["as", rng.choice(unused), BACK]
+                tokens += ["define"] + problem.params[wrong].tokens + ["as", problem.variables[wrong], BACK]
                 ends.append(len(tokens) - 1)
                 mistakes.append(True)
         tokens += step_tokens(problem, index)
@@ -285,6 +288,17 @@ def solution_tokens(problem: Problem, rng: random.Random | None = None, retry_p:
         mistakes.append(False)
         defined.add(index)
     return WrittenSolution(tokens, ends, mistakes)
+
+
+def mistake_mask(written: WrittenSolution) -> list[bool]:
+    """Per token of `written.tokens`: part of a mistake ("define P as x"), not its [BACK] (for --mask-mistakes)."""
+    mask = [False] * len(written.tokens)
+    start = 0
+    for end, mistake in zip(written.step_ends, written.mistakes):
+        if mistake:
+            mask[start:end] = [True] * (end - start)
+        start = end + 1
+    return mask
 
 
 def vocabulary_tokens() -> list[str]:

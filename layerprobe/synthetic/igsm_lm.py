@@ -27,29 +27,38 @@ def make_vocab() -> Vocab:
     return Vocab(igsm.vocabulary_tokens())
 
 
-def training_example(vocab: Vocab, problem: igsm.Problem, rng: random.Random, retry_p: float) -> tuple[list[int], int]:
-    """Ids of one training sequence and the index where the solution (the trained part) starts."""
+def training_example(vocab: Vocab, problem: igsm.Problem, rng: random.Random, retry_p: float,
+                     mask_mistakes: bool = False) -> tuple[list[int], list[bool]]:
+    """Ids of one training sequence and its loss mask: True on the solution and <eos> (the trained part),
+    except, with `mask_mistakes`, on the tokens of a retry's mistake (its [BACK] stays trained)."""
     prompt = vocab.encode(igsm.prompt_tokens(problem), bos=True)
-    solution = vocab.encode(igsm.solution_tokens(problem, rng, retry_p).tokens, eos=True)
-    return prompt + solution, len(prompt)
+    written = igsm.solution_tokens(problem, rng, retry_p)
+    masked = igsm.mistake_mask(written) if mask_mistakes else [False] * len(written.tokens)
+    ids = prompt + vocab.encode(written.tokens, eos=True)
+    return ids, [False] * len(prompt) + [not m for m in masked] + [True]
 
 
-def batch_fn(vocab: Vocab, config: igsm.IGSMConfig, batch_size: int, seed: int = 0,
-             retry_p: float = 0.0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+def batch_fn(vocab: Vocab, config: igsm.IGSMConfig, batch_size: int, seed: int = 0, retry_p: float = 0.0,
+             mask_mistakes: bool = False, warmup_steps: int = 0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
     """Step -> (ids [B, T] right-padded, loss mask [B, T] on solution tokens) of training-split problems.
 
-    A pure function of the step, as `train` requires for exact resumes.
+    The first `warmup_steps` steps draw 1-operation problems only (the curriculum), the rest draw the
+    number of operations uniformly from `config.ops`. A pure function of the step, as `train` requires
+    for exact resumes.
     """
+    first = dataclasses.replace(config, ops=(config.ops[0], config.ops[0]))
+
     def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = random.Random(f"igsm-train/{seed}/{step}")
-        examples = [training_example(vocab, igsm.sample_problem(rng, config, split="train"), rng, retry_p)
+        level = first if step < warmup_steps else config
+        examples = [training_example(vocab, igsm.sample_problem(rng, level, split="train"), rng, retry_p, mask_mistakes)
                     for _ in range(batch_size)]
         length = max(len(ids) for ids, _ in examples)
         ids = torch.full((batch_size, length), vocab.pad_id, dtype=torch.long)
         mask = torch.zeros((batch_size, length), dtype=torch.bool)
-        for row, (example, start) in enumerate(examples):
+        for row, (example, trained) in enumerate(examples):
             ids[row, : len(example)] = torch.as_tensor(example)
-            mask[row, start: len(example)] = True
+            mask[row, : len(example)] = torch.as_tensor(trained)
         return ids, mask
     return make
 
@@ -102,8 +111,9 @@ def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], 
     return pd.DataFrame(rows)
 
 
-def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: int, **extra: object) -> list[dict]:
-    """Schema rows (task igsm-accuracy, layer -1) per ops and overall, language = split.
+def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: int, task: str = "igsm-accuracy",
+                  **extra: object) -> list[dict]:
+    """Schema rows (task igsm-accuracy unless given, layer -1) per ops and overall, language = split.
 
     subtask "<condition>/ops=<k>" or "<condition>/all". Metrics: accuracy (fully correct solution),
     shortest_share (share of the correct solutions that compute no unnecessary parameter) and
@@ -122,7 +132,7 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
                     low, high = bootstrap_interval(values)
                 else:
                     low, high = wilson_interval(values.sum(), len(values))
-                rows.append({"model": model, "task": "igsm-accuracy", "subtask": f"{condition}/{name}",
+                rows.append({"model": model, "task": task, "subtask": f"{condition}/{name}",
                              "language": split, "method": "generation", "layer": -1, "n_layers": n_layers,
                              "metric": metric, "value": values.mean() if len(values) else np.nan,
                              "n_items": len(values), "ci_low": float(low), "ci_high": float(high), **extra})

@@ -2,13 +2,17 @@
 
 `out/runs/<name>/` holds `igsm_run.json` (the configuration), `vocab.json`, `model/` and the
 checkpoint of `train` (so a rerun resumes); the training curve goes to `<data>/train_<name>.csv`
-and the graded accuracy to `<data>/igsm-accuracy_<name>.csv`.
+the graded accuracy to `<data>/igsm-accuracy_<name>.csv`, and the learning curve (greedy accuracy by
+number of operations on training-template problems at every checkpoint, with the training CPU seconds
+so far) to `<data>/igsm-curve_<name>.csv`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,19 +33,24 @@ RUN_FILE = "igsm_run.json"
 class IGSMRun:
     arch: str = "llama"
     layers: int = 4
-    width: int = 64
+    width: int = 128
     heads: int = 4
     steps: int = 300
     batch: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     seed: int = 0
     retry: float = 0.0  # probability of a retry step (part 2.2)
     preset: str = "cpu"  # igsm.PRESETS key
     canon: str = ""  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon)
+    curriculum: float = 0.25  # share of the steps (the first ones) on 1-operation problems only
+    mask_mistakes: bool = False  # no loss on a retry's mistake tokens (its [BACK] stays trained)
+    curve_every: int = 0  # steps between checkpoints graded for the learning curve (0: steps // 10)
 
     def name(self) -> str:
         canon = f"-canon{self.canon}" if self.canon else ""
-        return f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}-s{self.steps}"
+        extra = (f"-c{self.curriculum:g}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
+        return (f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}"
+                f"-s{self.steps}{extra}")
 
     def condition(self) -> str:
         """How the accuracy CSVs name this run's training condition."""
@@ -76,14 +85,45 @@ def width_for_budget(run: IGSMRun, layers: int, budget: int, vocab_size: int) ->
     return best
 
 
+CURVE_PROBLEMS = 30
+"""Training-template problems per number of operations graded at each checkpoint of the curve."""
+
+
+def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops: int = CURVE_PROBLEMS) -> Callable[[int], None]:
+    """`train`'s checkpoint hook: greedy accuracy by operations at that step, with the training CPU seconds so
+    far (this process's CPU time less the grading's, plus what an interrupted earlier call had recorded)."""
+    vocab = igsm_lm.make_vocab()
+    config = run.config()
+    problems = igsm_lm.eval_problems(config, n_per_ops * (config.ops[1] - config.ops[0] + 1), "train", seed=run.seed)
+    results = ResultsFile(Path(data_dir) / f"igsm-curve_{run.name()}.csv")
+    earlier = results.frame["train_cpu_s"].astype(float).max() if "train_cpu_s" in results.frame else 0.0
+    began, grading = time.process_time(), [0.0]
+
+    def grade_step(step: int) -> None:
+        condition = f"{run.condition()}/step={step}"
+        if results.done(model=run.name(), task="igsm-curve", subtask=f"{condition}/all"):
+            return
+        start = time.process_time()
+        train_cpu = (0.0 if pd.isna(earlier) else earlier) + start - began - grading[0]
+        graded = igsm_lm.grade(problems, igsm_lm.solve(model, vocab, problems, progress=False), "train")
+        results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task="igsm-curve", step=step,
+                                          train_cpu_s=round(train_cpu, 1), retry=run.retry))
+        grading[0] += time.process_time() - start
+    return grade_step
+
+
 def train_igsm(run: IGSMRun, out_root: Path, data_dir: Path, device: str = "cpu", progress: bool = True) -> LoadedModel:
-    """Train (or resume, or reload) a run; returns the trained model wrapped for the engine."""
+    """Train (or resume, or reload) a run, grading the learning curve at each checkpoint; returns the trained
+    model wrapped for the engine."""
     out = Path(out_root) / run.name()
     vocab = igsm_lm.make_vocab()
     model = run.build(len(vocab)).to(device)
-    batches = igsm_lm.batch_fn(vocab, run.config(), run.batch, seed=run.seed, retry_p=run.retry)
+    batches = igsm_lm.batch_fn(vocab, run.config(), run.batch, seed=run.seed, retry_p=run.retry,
+                               mask_mistakes=run.mask_mistakes, warmup_steps=round(run.curriculum * run.steps))
+    every = run.curve_every or max(1, run.steps // 10)
     train(model, batches, steps=run.steps, lr=run.lr, out_dir=out, curve_csv=Path(data_dir) / f"train_{run.name()}.csv",
-          desc=run.name(), progress=progress)
+          desc=run.name(), progress=progress, checkpoint_every=every, log_every=min(every, max(1, run.steps // 100)),
+          on_checkpoint=curve_grader(model, run, data_dir))
     if parallel.is_main():
         vocab.save(out / "vocab.json")
         atomic_write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(run), indent=1))

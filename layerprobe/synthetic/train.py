@@ -207,9 +207,11 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
           warmup: int | None = None, out_dir: str | Path | None = None, resume: bool = True,
           curve_csv: str | Path | None = None, desc: str = "train", run: str | None = None,
           weight_decay: float = 0.1, log_every: int | None = None, checkpoint_every: int | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, on_checkpoint: Callable[[int], None] | None = None) -> TrainResult:
     """Train `model` in place for `steps` steps of `batch_fn(step)`; resumable through `out_dir`.
 
+    `on_checkpoint(step)` runs on the main process after each checkpoint (e.g. to grade the model so
+    far for a learning curve; it may switch the model to eval mode, training resumes in train mode).
     Under a launcher every process calls this with the same arguments (see the module notes)."""
     from accelerate import Accelerator
 
@@ -250,6 +252,9 @@ def train(model: nn.Module, batch_fn: Callable[[int], Batch], steps: int, lr: fl
                                     "step": step, "steps": steps, "tokens": tokens, "curve": rows}, checkpoint)
             if curve_csv is not None:
                 atomic_write_csv(curve_csv, pd.DataFrame(rows, columns=CURVE_COLUMNS))
+            if on_checkpoint is not None:
+                on_checkpoint(step)
+                model.train()
         accelerator.wait_for_everyone()
 
     began = time.perf_counter()
