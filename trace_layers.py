@@ -136,8 +136,9 @@ def run_model(model: str, args: argparse.Namespace, options: dict[str, OptionTas
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    models = models_from_args(args)  # a bad model name fails before any data is read
     options = option_tasks(args)
-    for model in models_from_args(args):
+    for model in models:
         run_model(model, args, options)
 
 
