@@ -300,13 +300,20 @@ def _tokenizer_identity(tokenizer: object) -> str:
     return hashlib.sha256((type(tokenizer).__name__ + special + vocabulary).encode()).hexdigest()
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """A hash of every weight and buffer as they are now (name, dtype, shape, `_checksum`): one changed
+    weight, even in memory, gives another digest. Keys the score cache and the tuned-lens cache."""
+    weights = [(name, str(tensor.dtype), list(tensor.shape), *_checksum(tensor)) for name, tensor in _weights(model)]
+    return hashlib.sha256(json.dumps(weights).encode()).hexdigest()
+
+
 def _fingerprint(lm: LoadedModel, lens: str, head_dtype: str) -> str:
-    """What a cached score depends on besides the items: every weight and buffer (checksummed now, so
-    a model changed in memory misses the cache), the config, the forward dtype, the tokenizer, the
-    lens, the head precision and SCORING_VERSION."""
-    weights = [(name, str(tensor.dtype), list(tensor.shape), *_checksum(tensor)) for name, tensor in _weights(lm.model)]
+    """What a cached score depends on besides the items: every weight and buffer (`weights_digest`, taken
+    at each call, so a model changed in memory misses the cache), the config, the forward dtype, the
+    tokenizer, the lens, the head precision and SCORING_VERSION."""
     config = lm.model.config.to_dict()
-    key = [SCORING_VERSION, config, str(lm.dtype), _tokenizer_identity(lm.tokenizer), lens, head_dtype, weights]
+    key = [SCORING_VERSION, config, str(lm.dtype), _tokenizer_identity(lm.tokenizer), lens, head_dtype,
+           weights_digest(lm.model)]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 

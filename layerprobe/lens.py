@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from layerprobe.engine import hidden_states_at
+from layerprobe.engine import hidden_states_at, weights_digest
 from layerprobe.errors import DataError
 from layerprobe.corpus import token_sequences
 from layerprobe.models import Adapter, LoadedModel, cache_dir
@@ -85,6 +85,7 @@ class TunedLensConfig:
     model: str
     n_layers: int
     d_model: int
+    weights: str = ""  # engine.weights_digest of the model: a fine-tuned checkpoint under the same name gets its own lens
     corpus: str = "default"
     train_tokens: int = 16384
     held_out_tokens: int = 1024
@@ -130,7 +131,9 @@ class TunedLens(Lens):
     def for_model(cls, lm: LoadedModel, **settings: object) -> "TunedLens":
         """An untrained (identity) tuned lens sized for `lm`."""
         d_model = lm.model.get_input_embeddings().weight.shape[1]
-        return cls(lm.adapter, TunedLensConfig(model=lm.name, n_layers=lm.n_layers, d_model=d_model, **settings))
+        config = TunedLensConfig(model=lm.name, n_layers=lm.n_layers, d_model=d_model,
+                                 weights=weights_digest(lm.model), **settings)
+        return cls(lm.adapter, config)
 
     def transform(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
         if layer == self.n_layers:

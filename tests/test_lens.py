@@ -168,7 +168,7 @@ def test_cache_key_changes_with_every_training_setting_and_the_version():
     base = TunedLensConfig(model="m", n_layers=3, d_model=8)
     assert base.key() == TunedLensConfig(model="m", n_layers=3, d_model=8).key()
     changed = [replace(base, **{name: value}) for name, value in (
-        ("model", "other"), ("corpus", "sotu"), ("train_tokens", 1), ("held_out_tokens", 1), ("ridge", 0.5),
+        ("model", "other"), ("weights", "0" * 64), ("corpus", "sotu"), ("train_tokens", 1), ("held_out_tokens", 1), ("ridge", 0.5),
         ("steps", 1), ("positions_per_step", 1), ("optimizer", "sgd"), ("learning_rate", 0.1), ("momentum", 0.5),
         ("train_head", "float32"), ("seed", 1), ("version", base.version + 1))]
     keys = {config.key() for config in changed}
@@ -176,6 +176,18 @@ def test_cache_key_changes_with_every_training_setting_and_the_version():
     measured = replace(base, held_out_kl_tuned=[1.0], train_cpu_seconds=3.0, held_out_positions=5)
     assert measured.key() == base.key()  # what was measured afterwards is not a setting
     assert default_lens_folder("m", "default", base) != default_lens_folder("m", "default", changed[-1])
+
+
+def test_a_changed_weight_gets_its_own_lens_cache_folder():
+    """A checkpoint fine-tuned under the same name (one weight of the last block changed) must not reuse
+    the lens trained for the original weights."""
+    lm = tiny_lm("llama")
+    before = TunedLens.for_model(lm).config
+    with torch.no_grad():
+        next(lm.model.model.layers[-1].parameters()).view(-1)[0] += 1e-3
+    after = TunedLens.for_model(lm).config
+    assert (before.model, before.n_layers) == (after.model, after.n_layers)
+    assert default_lens_folder("m", "default", before) != default_lens_folder("m", "default", after)
 
 
 def test_translator_layout_pins_which_state_each_translator_reads():
