@@ -25,7 +25,7 @@ import torch
 from layerprobe.cli import run
 from layerprobe import parallel
 from layerprobe.synthetic.data import FINETUNES
-from layerprobe.synthetic.runs import RunConfig, train_run
+from layerprobe.synthetic.runs import BIOS_DEFAULTS, RunConfig, train_run, world_config
 from layerprobe.synthetic.script_args import add_canon_arg
 
 QUICK = dict(layers=2, width=64, heads=4, steps=60, batch=16, people=60, finetune_steps=30)
@@ -44,12 +44,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                   ("heads", int, "attention heads"), ("steps", int, "training steps"),
                                   ("batch", int, "sequences per step"), ("lr", float, "peak learning rate"),
                                   ("seed", int, "seed of the world, the weights and the batches")]:
-        parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
+        sizes = f"cfg {getattr(defaults, flag)}, bios {BIOS_DEFAULTS[flag]}" if flag in BIOS_DEFAULTS else getattr(defaults, flag)
+        parser.add_argument(f"--{flag}", type=kind, default=None, help=f"{help_text} (default {sizes})")
     parser.add_argument("--grammar", default=defaults.grammar, help="cfg: small, cfg3b, cfg3i, cfg3h, cfg3g, cfg3f")
     parser.add_argument("--corrupted", type=float, default=defaults.corrupted,
                         help="cfg: share of training strings corrupted, each terminal redrawn with probability "
                              "0.15 (default %(default)s)")
-    parser.add_argument("--people", type=int, default=defaults.people, help="bios: population size (default %(default)s)")
+    parser.add_argument("--people", type=int, default=None, help=f"bios: population size (default {BIOS_DEFAULTS['people']})")
     parser.add_argument("--mode", default=defaults.mode, choices=["mixed", "pretrain-finetune"])
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                         help="bios: multiM + permute + fullname biographies (default off: bioS single)")
@@ -77,14 +78,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """The flags given, the world's defaults for the others (bios: BIOS_DEFAULTS); --quick: QUICK's size."""
+    values = {name: getattr(args, name) for name in RunConfig.__dataclass_fields__ if getattr(args, name) is not None}
+    if args.quick:
+        values.update(QUICK)
+    return world_config(**values)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    values = {name: getattr(args, name) for name in RunConfig.__dataclass_fields__}
-    if args.quick:
-        values.update(QUICK)
-    config = RunConfig(**values)
+    config = build_config(args)
     out = Path(args.out or Path("out/runs") / (config.name() + ("-quick" if args.quick else "")))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     train_run(config, out, Path(args.data), device=device)

@@ -47,3 +47,14 @@ def test_a_run_reloads_and_an_unfinished_run_gives_its_checkpoint(tmp_path):
     assert torch.allclose(partial.model(input_ids=ids).logits, trained.model(input_ids=ids).logits, atol=1e-5)
     with pytest.raises(SystemExit):  # the same folder with another configuration is refused
         run(train_synthetic.main, ["--world", "cfg", "--out", str(tmp_path / "run"), "--data", str(tmp_path / "data")])
+
+
+def test_each_world_gets_its_own_default_size_and_flags_override_it():
+    """The bioS default is the measured one (README, part 3.1); cfg keeps RunConfig's own size."""
+    bios_run = train_synthetic.build_config(train_synthetic.parse(["--world", "bios", "--augment"]))
+    assert bios_run == RunConfig(world="bios", augment=True, people=200, layers=4, width=64, heads=4, steps=3000,
+                                 batch=32, lr=3e-3)
+    cfg_run = train_synthetic.build_config(train_synthetic.parse(["--world", "cfg"]))
+    assert cfg_run == RunConfig(world="cfg")  # the bioS sizes do not leak into cfg runs
+    mine = train_synthetic.build_config(train_synthetic.parse(["--world", "bios", "--lr", "1e-3", "--people", "50"]))
+    assert (mine.lr, mine.people, mine.width) == (1e-3, 50, 64)

@@ -120,6 +120,17 @@ class RunConfig:
         return cls(**data)
 
 
+BIOS_DEFAULTS = dict(people=200, layers=4, width=64, heads=4, steps=3000, batch=32, lr=3e-3)
+"""The size of `train_synthetic.py --world bios` (RunConfig's own defaults are the cfg run's): 200
+people, a 0.34M-parameter Llama, 3000 steps of 16 biographies + 16 questions (240 biographies per
+person), lr 3e-3 (1e-3 underfits this small model). Measured in README, Physics part 3.1."""
+
+
+def world_config(world: str, **values: object) -> RunConfig:
+    """A RunConfig of `world` with its world's defaults (BIOS_DEFAULTS for bios) under the given values."""
+    return RunConfig(world=world, **{**(BIOS_DEFAULTS if world == "bios" else {}), **values})
+
+
 def validate(config: RunConfig) -> None:
     if config.world not in ("cfg", "bios"):
         raise LayerprobeError(f"unknown world '{config.world}' (cfg or bios)")
