@@ -52,7 +52,7 @@ def test_a_run_reloads_and_an_unfinished_run_gives_its_checkpoint(tmp_path):
 def test_each_world_gets_its_own_default_size_and_flags_override_it():
     """The bioS default is the measured one (README, part 3.1); cfg keeps RunConfig's own size."""
     bios_run = train_synthetic.build_config(train_synthetic.parse(["--world", "bios", "--augment"]))
-    assert bios_run == RunConfig(world="bios", augment=True, people=200, layers=4, width=64, heads=4, steps=3000,
+    assert bios_run == RunConfig(world="bios", augment=True, people=200, layers=4, width=64, heads=4, steps=1500,
                                  batch=32, lr=3e-3)
     cfg_run = train_synthetic.build_config(train_synthetic.parse(["--world", "cfg"]))
     assert cfg_run == RunConfig(world="cfg")  # the bioS sizes do not leak into cfg runs
