@@ -312,7 +312,7 @@ def synthetic_bios_probes(data: Data, canvas: Canvas) -> list[Outcome]:
         matrix = np.array([[part.get((model, init, attribute), np.nan) for attribute in attributes]
                            for model, init, _ in lines], dtype=float)
         heatmap(ax, matrix, [label for *_, label in lines], [a.replace("_", "\n") for a in attributes],
-                lambda v: f"{v:.0%}", fontsize=7)
+                lambda v: f"{v:.0%}", fontsize=7, limits=(0.0, 1.0))
         ax.set_title(BIOS_POSITIONS.get(position, position), fontsize=9)
         readings += [f"{label} {position}: " + ", ".join(f"{a} {pct(v)}" for a, v in zip(attributes, values))
                      for (_, init, label), values in zip(lines, matrix) if init == "trained"]
