@@ -204,3 +204,13 @@ def test_bad_junk_is_one_line_and_exit_2(value, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: --junk"), err
+
+
+def test_t_interval_over_seeds_matches_the_readme_capacity_seeds():
+    from layerprobe.results import t_interval
+
+    low, high = t_interval(np.array([1.576, 1.523, 1.521]))  # README: 1.54 [1.46, 1.62] over seeds 0-2
+    assert (round(low, 2), round(high, 2)) == (1.46, 1.62)
+    mean, sd = 1.54, np.std([1.576, 1.523, 1.521], ddof=1)
+    assert high - mean == pytest.approx(4.303 * sd / math.sqrt(3), abs=1e-3)
+    assert all(math.isnan(v) for v in t_interval(np.array([1.0])))
