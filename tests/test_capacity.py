@@ -195,15 +195,17 @@ def test_useful_exposures_are_equal_with_and_without_junk():
 
 
 @pytest.mark.parametrize("value", ["1", "-0.1", "abc", "7/0"])
-def test_bad_junk_is_one_line_and_exit_2(value, capsys):
+def test_bad_junk_is_one_line_and_exit_2(value, capsys, tmp_path):
     import train_capacity
     from layerprobe.cli import run
 
     with pytest.raises(SystemExit) as stop:
-        run(train_capacity.main, ["--junk", value, "--people", "8", "--sizes", "1x8", "--exposures", "1"])
+        run(train_capacity.main, ["--junk", value, "--people", "8", "--sizes", "1x8", "--exposures", "1",
+                                  "--out", str(tmp_path / "runs"), "--data", str(tmp_path / "data")])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: --junk"), err
+    assert not tmp_path.joinpath("data").exists() and not tmp_path.joinpath("runs").exists()  # stopped before training
 
 
 def test_t_interval_over_seeds_matches_the_readme_capacity_seeds():
