@@ -380,7 +380,7 @@ def synthetic_capacity_junk(data: Data, canvas: Canvas) -> list[Outcome]:
     settings = [key for key, part in rows.groupby(setting) if part["marked"].any()]
     if not settings:
         return missing("syn_capacity_junk", SYNTHETIC, "no capacity run with --junk or --domain")
-    figure = new_figure(3.2 * len(settings) + 1.2, 3.8)
+    figure = new_figure(max(7.0, 3.2 * len(settings) + 1.2), 3.8)
     axes = figure.subplots(1, len(settings), squeeze=False, sharey=True).ravel()
     readings = []
     for ax, key in zip(axes, settings):
@@ -402,7 +402,7 @@ def synthetic_capacity_junk(data: Data, canvas: Canvas) -> list[Outcome]:
         readings.append(f"{n_layers} x {width}, {people:,} people, {exposures:,} useful exposures: " + ", ".join(texts))
     axes[0].set_ylabel("bits per parameter (useful people, fp32)")
     axes[0].set_ylim(bottom=0)
-    title = "Knowledge capacity with junk data, and with a domain token before every useful biography"
+    title = "Knowledge capacity with junk data, and a domain token on useful biographies"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_capacity_junk", SYNTHETIC, title,
                         "Mean over seeds, 95% t interval where there are 2 or more; " + "; ".join(readings) + ".")]
