@@ -186,7 +186,8 @@ def junk_before(positions: np.ndarray, junk: Fraction) -> np.ndarray:
 
 def stream_length(useful: int, junk: Fraction) -> int:
     """The shortest stream that holds `useful` useful documents when a share `junk` of it is junk."""
-    length = max(0, (useful - 1) * junk.denominator // (junk.denominator - junk.numerator))  # useful(length) < length (1 - junk) + 1
+    # a stream of length L holds fewer than L (1 - junk) + 1 useful documents: start just below the answer
+    length = max(0, (useful - 1) * junk.denominator // (junk.denominator - junk.numerator))
     while length - int(junk_before(np.array(length), junk)) < useful:
         length += 1
     return length
@@ -278,8 +279,9 @@ class CapacityRun:
         return math.ceil(self.stream() / self.batch)
 
     def vocabulary(self, population: Population) -> Vocab:
-        """The population's tokens, and DOMAIN in every run of the junk experiment (junk or domain), so its
-        three conditions have the same parameters."""
+        """The population's tokens, and DOMAIN in every run with junk or a domain token, so junk and junk +
+        domain have the same parameters (the plain run, their no-junk baseline, has 2 x width fewer: DOMAIN's
+        embedding and output rows)."""
         return Vocab(population.vocabulary_tokens() + [DOMAIN] * bool(self.junk or self.domain))
 
     def condition(self) -> str:
@@ -315,4 +317,4 @@ def train_and_measure(run: CapacityRun, out_root: Path, results: ResultsFile, da
                       "n_items": run.people, "ci_low": math.nan, "ci_high": math.nan, "n_params": params,
                       "exposures": run.exposures, "quantised": arguments is not None, "learned_bits": bits,
                       "known_bits": total, "width": run.width, "junk": run.junk, "domain": run.domain,
-                      "condition": run.condition(), "seed": run.seed, "people": run.people}])
+                      "condition": run.condition(), "seed": run.seed}])
