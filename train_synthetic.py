@@ -10,7 +10,8 @@
 
 Cost (measured with --threads 1): a step of the cfg default (16 cfg3b strings, ~4.5k tokens) costs 0.25
 CPU s at a load of 1, 0.3 CPU s at a load of 10-16, so its 2400 steps are ~12 CPU min plus ~10 s per graded
-checkpoint; it does not reach the paper's generation accuracy (README, Physics of Language Models part 1).
+checkpoint. Up to step 480 (2.7M tokens), the most measured, it generated no accepted string; > 0.9, the
+paper's level, was not shown on a CPU (README, Physics of Language Models part 1: what it would take).
 The bios defaults (400 people, 1000 steps of 32, ~1.5M tokens) ran at ~0.9-2.1k tokens/s.
 
 The run goes to out/runs/<name>/ (resumable: run the same command again), its training curve to
