@@ -32,7 +32,8 @@ EXPECTED = (
     + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_qa",
                                                                           "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
-                                                                          "syn_cfg_diversity", "syn_capacity", "syn_capacity_junk",
+                                                                          "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity",
+                                                                          "syn_capacity_junk",
                                                                           "syn_canon"]
 )
 
