@@ -30,7 +30,8 @@ EXPECTED = (
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
-    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_qa",
+    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry",
+                                                                          "syn_igsm_decode", "syn_qa",
                                                                           "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
                                                                           "syn_cfg_diversity", "syn_capacity", "syn_canon"]
 )
