@@ -166,11 +166,11 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
         for split in ("train", "test"):
             for ops, value in (("ops=3", 0.9), ("ops=6", 0.6), ("all", 0.75)):
                 bonus = 0.05 if retry else 0.0
-                model = "igsm-gpt-4l"
-                rows.append(dict(summary(outcomes(np.array([value + bonus]), 60, rng)[0], model, "igsm-accuracy",
+                rows.append(dict(summary(outcomes(np.array([value + bonus]), 60, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
                                          f"retry={retry:g}/{ops}", split, "generation"), retry=retry))
-                rows.append(dict(summary(outcomes(np.array([0.01]), 200, rng)[0], model, "igsm-accuracy",
+                rows.append(dict(summary(outcomes(np.array([0.01]), 200, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
                                          f"retry={retry:g}/{ops}", split, "generation"), metric="retry_share", retry=retry))
+    for split in ("train", "test"):
         for method, value, passes in (("greedy", 0.5, 60), ("beam4", 0.55, 240), ("regret-retry4", 0.7, 75)):
             for ops in ("ops=1", "ops=2", "all"):
                 row = dict(summary(outcomes(np.array([value]), 30, rng)[0], "igsm-gpt-4l", "igsm-decode",
