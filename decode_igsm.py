@@ -39,7 +39,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="training-template problems the error probe is fitted on (default %(default)s)")
     parser.add_argument("--probe-epochs", type=int, default=4, help="passes over the probe's examples (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problems, the probe and the resampling")
-    add_compute_args(parser)
+    parser.add_argument("--data", default="out/data", help="folder of the CSVs (default %(default)s)")
+    add_compute_args(parser, run_folders=False)
     args = parser.parse_args(argv)
     for flag in ("eval", "beam", "probe_problems", "probe_epochs"):
         if getattr(args, flag) < 1:
