@@ -54,7 +54,7 @@ def graph_probe(problem: igsm.Problem, prompt_length: int) -> igsm_decode.Flagge
 
     def flag(ids: Sequence[int]) -> bool:
         tokens = VOCAB.decode(ids[prompt_length:], skip_special=False)
-        step = tokens[-(igsm_decode.VARIABLE_AT + 1):]
+        step = tokens[-(igsm_decode.NAME_END + 1):]
         defined = igsm.check_solution(problem, tokens[: -len(step)]).defined
         return not problem.can_next(set(defined))[lookup[(step[1], step[3])]]
     return flag

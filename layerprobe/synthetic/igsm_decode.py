@@ -15,6 +15,7 @@ costs no forward pass of its own (`probe_reads` counts its uses).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,9 +33,9 @@ from layerprobe.synthetic.vocab import Vocab
 Scorer = Callable[[Sequence[Sequence[int]]], torch.Tensor]
 """Id sequences -> next-token log-probabilities [B, V] after each."""
 Flagger = Callable[[Sequence[int]], bool]
-"""Ids up to and including a written step's variable token -> is the step a mistake?"""
+"""Ids up to and including the end of a written step's parameter name -> is the step a mistake?"""
 
-VARIABLE_AT = 5  # "define A 's B as x": the step's variable is its 6th token, where the error probe reads
+NAME_END = 3  # "define A 's B": the step's parameter name ends at its 4th token, where the error probe reads
 
 
 @dataclass
@@ -135,9 +136,9 @@ def regret_and_retry(score: Scorer, flag: Flagger, prompt: Sequence[int], ends: 
         passes += spent
         if step[-1] == eos_id:
             return Decoded(solution + step[:-1], passes, regrets, reads)
-        if step[-1] in ends and len(step) > VARIABLE_AT and regrets < budget:
+        if step[-1] in ends and len(step) > NAME_END and regrets < budget:
             reads += 1
-            if flag(prefix + step[: VARIABLE_AT + 1]):
+            if flag(prefix + step[: NAME_END + 1]):
                 regrets += 1
                 resample = True
                 continue
@@ -165,13 +166,16 @@ class ErrorProbe:
 
 def fit_error_probe(lm: LoadedModel, config: igsm.IGSMConfig, n_train: int, n_test: int, epochs: int,
                     seed: int = 0) -> ErrorProbe:
-    """A rank-0 `error` V-probe on the model's own states, its layer chosen on a quarter of the training
-    problems held back, scored on held-out-template problems."""
+    """A rank-0 `error` V-probe on the model's own states at the end of the step's parameter name, its layer
+    chosen on a quarter of the training problems held back, scored on held-out-template problems."""
+    def made(problems: list[igsm.Problem], seed: int) -> list[vprobe.Example]:
+        # vprobe's examples end at the variable ("... as x"): cut them back to the parameter name
+        return [dataclasses.replace(e, ids=e.ids[:-2]) for e in vprobe.examples(lm.tokenizer, problems, "error", seed)]
+
     problems = vprobe.probe_problems(config, n_train, "train", seed)
     cut = max(1, n_train // 4)
-    fit = vprobe.examples(lm.tokenizer, problems[cut:], "error", seed)
-    check = vprobe.examples(lm.tokenizer, problems[:cut], "error", seed + 2)
-    test = vprobe.examples(lm.tokenizer, vprobe.probe_problems(config, n_test, "test", seed), "error", seed + 1)
+    fit, check = made(problems[cut:], seed), made(problems[:cut], seed + 2)
+    test = made(vprobe.probe_problems(config, n_test, "test", seed), seed + 1)
     probe = vprobe.fit_probe(lm.model, fit, epochs=epochs, seed=seed, rank=0)
     layer = int(vprobe.score(probe, check).mean(axis=1).argmax())
     return ErrorProbe(probe_flagger(probe, layer), layer, float(vprobe.score(probe, test)[layer].mean()), len(test))
