@@ -133,6 +133,21 @@ def test_beam_search_wide_enough_is_exhaustive_search():
     assert differs > 0  # the distributions are not all greedy-solvable, so the comparison has teeth
 
 
+def test_beam_search_finds_a_best_answer_behind_a_likelier_prefix_when_wide_enough():
+    """Hand-built (a = 0, b = 1, <eos> = 2): "a b <eos>" (0.55 x 0.44 x 0.98 = 0.237) is the best answer, but "a b"
+    (0.242) ranks third among the two-token prefixes behind "b b" (0.387) and "a a" (0.2475): two beams lose it."""
+    table = {(): [0.55, 0.43, 0.02], (0,): [0.45, 0.44, 0.11], (1,): [0.05, 0.9, 0.05], (0, 1): [0.01, 0.01, 0.98],
+             (0, 0): [0.45, 0.45, 0.1], (1, 1): [0.45, 0.45, 0.1], (1, 0): [0.45, 0.45, 0.1]}
+
+    def score(batch: Sequence[Sequence[int]]) -> torch.Tensor:
+        return torch.log(torch.tensor([table[tuple(ids[1:])] for ids in batch]))
+
+    total, best = exhaustive(score, [7], 2, 3, 3)
+    assert best == [0, 1] and math.isclose(total, math.log(0.55 * 0.44 * 0.98), rel_tol=1e-6)
+    for width, found in ((1, [0]), (2, [0]), (3, best), (4, best)):  # narrow beams end with "a <eos>" (0.0605)
+        assert igsm_decode.beam_search(score, [7], 2, width, 3).ids == found, width
+
+
 def test_forward_passes_are_counted_exactly_on_a_hand_countable_case():
     # every prefix: a 0.5, b 0.4, <eos> 0.1 (ids 0, 1, 2)
     def score(batch: Sequence[Sequence[int]]) -> torch.Tensor:
