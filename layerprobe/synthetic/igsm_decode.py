@@ -189,7 +189,7 @@ class DecodeOptions:
     max_new_tokens: int = 160
 
     def methods(self) -> list[str]:
-        return ["greedy", f"beam{self.beam}", f"regret-retry{self.budget}"]
+        return ["greedy", f"regret-retry{self.budget}", f"beam{self.beam}"]  # the costliest last
 
 
 def decode(method: str, score: Scorer, flag: Flagger | None, vocab: Vocab, problem: igsm.Problem,
