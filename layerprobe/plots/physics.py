@@ -174,7 +174,7 @@ def synthetic_igsm_retry(data: Data, canvas: Canvas) -> list[Outcome]:
     if rows.empty or "retry" not in rows.columns:
         return missing("syn_igsm_retry", SYNTHETIC, "no igsm-accuracy rows with the extra column retry")
     rows = rows.assign(p=pd.to_numeric(rows["retry"], errors="coerce"), level=[_level(s) for s in rows["subtask"]],
-                       family=[re.sub(r"-retry[0-9.e-]+", "", m) for m in rows["model"]]).dropna(subset=["p"])
+                       family=[re.sub(r"-retry[0-9.]+(e-?[0-9]+)?", "", m) for m in rows["model"]]).dropna(subset=["p"])
     families = [f for f in sorted(set(rows["family"])) if rows[rows["family"] == f]["p"].nunique() >= 2]
     if not families:
         return missing("syn_igsm_retry", SYNTHETIC, "fewer than two retry rates p in every model family")
