@@ -182,6 +182,9 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
         for ops, value in (("ops=1", 0.3), ("ops=2", 0.1), ("all", 0.2)):
             rows.append(dict(summary(outcomes(np.array([value * step / 100]), 30, rng)[0], "igsm-gpt-4l", "igsm-curve",
                                      f"retry=0/l4w128/step={step}/{ops}", "train", "generation"), step=step, train_cpu_s=cpu))
+    for step, cpu, value in ((100, 50.0, 0.3), (200, 110.0, 0.8)):
+        rows.append(dict(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-curve", f"cfg3b/step={step}",
+                                 "", "sample"), step=step, train_cpu_s=cpu))
     for exposures, per_param in ((100, 1.0), (1000, 2.0)):
         for n_params in (1e5, 3e5, 1e6, 3e6):
             for method, loss in (("fp32", 1.0), ("int8", 0.97), ("int4", 0.4)):

@@ -33,7 +33,8 @@ EXPECTED = (
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry",
                                                                           "syn_igsm_decode", "syn_qa",
                                                                           "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
-                                                                          "syn_cfg_diversity", "syn_capacity", "syn_capacity_junk",
+                                                                          "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity",
+                                                                          "syn_capacity_junk",
                                                                           "syn_canon"]
 )
 

@@ -21,8 +21,8 @@ from layerprobe.results import t_interval
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
-SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve", "igsm-decode",
-                                                      "igsm-decode-probe"]
+SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve", "cfg-curve",
+                                                      "igsm-decode", "igsm-decode-probe"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -276,6 +276,31 @@ def synthetic_igsm_decode(data: Data, canvas: Canvas) -> list[Outcome]:
 
 def _method_rank(method: str) -> int:
     return 0 if method == "greedy" else 1 if method.startswith("beam") else 2
+
+
+def synthetic_cfg_curve(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 1 learning curves: generation accuracy from <bos> against the training CPU minutes, one line per run."""
+    rows = select(data.results, task="cfg-curve", metric="accuracy")
+    if rows.empty or "train_cpu_s" not in rows.columns:
+        return missing("syn_cfg_curve", SYNTHETIC, "no cfg-curve rows (train_synthetic.py --world cfg grades each checkpoint)")
+    figure = new_figure(7.5, 4.2)
+    ax = figure.add_subplot()
+    readings, handles = [], []
+    for model, colour in zip(model_order(rows), SERIES_PALETTE * 4):
+        line = select(rows, model=model).sort_values("step")
+        minutes = line["train_cpu_s"].astype(float) / 60
+        handles.append(ax.plot(minutes, line["value"], marker="o", color=colour, lw=1.4, ms=3)[0])
+        ax.fill_between(minutes, line["ci_low"].astype(float), line["ci_high"].astype(float), color=colour, alpha=0.12)
+        last = line.iloc[-1]
+        readings.append(f"{model}: {pct(last['value'])} [{pct(last['ci_low'])}, {pct(last['ci_high'])}] at step "
+                        f"{int(last['step'])} ({float(last['train_cpu_s']) / 60:.1f} CPU min)")
+    share_axis(ax, "generation accuracy from <bos>")
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("training CPU minutes")
+    legend_below(figure, handles, model_order(rows), "run")
+    title = "CFG learning curves: share of sampled strings the grammar accepts vs training CPU time"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_cfg_curve", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def qa_rows(rows: pd.DataFrame) -> pd.DataFrame:
