@@ -31,6 +31,8 @@ if [ "$quick" = 1 ]; then
   step train_synthetic.py --world cfg --quick --out $out/runs/cfg-quick --data $out/data
   step probe_synthetic.py --run $out/runs/cfg-quick --quick --out $out/data
   step train_igsm.py --quick --retry 0 --out $out/runs --data $out/data
+  step decode_igsm.py --run "$(ls -d $out/runs/igsm-*-retry0-* | head -1)" --eval 3 --probe-problems 16 --probe-epochs 1 \
+    --data $out/data
   step train_capacity.py --quick --out $out/runs --data $out/data
   step train_canon.py --quick --out $out/runs --data $out/data
   step plot_figures.py --data $out/data --out $out/figures --dpi 120
@@ -51,7 +53,8 @@ else
       step probe_synthetic.py --run $out/runs/$name --out $out/data
     done
   done
-  step train_igsm.py --retry 0 0.1 0.5 --out $out/runs --data $out/data
+  step train_igsm.py --retry 0 0.01 0.05 0.1 0.2 0.5 --out $out/runs --data $out/data
+  step decode_igsm.py --run "$(ls -d $out/runs/igsm-*-retry0-* | head -1)" --data $out/data
   step train_capacity.py --out $out/runs --data $out/data
   step train_canon.py --out $out/runs --data $out/data
   step plot_figures.py --data $out/data --out $out/figures

@@ -168,12 +168,22 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                 rows.append(dict(summary(outcomes(np.array([value]), 50, rng)[0], "bios-gpt-4l", "bios-manipulation",
                                          f"pretrain-finetune/aug/{condition}", split, "greedy"), attribute=question))
                 rows.append(dict(rows[-1], metric="majority", value=0.52, ci_low="", ci_high=""))
-    for condition in ("retry0", "retry0.2"):
+    for retry in (0.0, 0.2):
         for split in ("train", "test"):
             for ops, value in (("ops=3", 0.9), ("ops=6", 0.6), ("all", 0.75)):
-                bonus = 0.05 if condition == "retry0.2" else 0.0
-                rows.append(summary(outcomes(np.array([value + bonus]), 60, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
-                                    f"{condition}/{ops}", split, "generation"))
+                bonus = 0.05 if retry else 0.0
+                rows.append(dict(summary(outcomes(np.array([value + bonus]), 60, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
+                                         f"retry={retry:g}/{ops}", split, "generation"), retry=retry))
+                rows.append(dict(summary(outcomes(np.array([0.01]), 200, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
+                                         f"retry={retry:g}/{ops}", split, "generation"), metric="retry_share", retry=retry))
+    for split in ("train", "test"):
+        for method, value, passes in (("greedy", 0.5, 60), ("beam4", 0.55, 240), ("regret-retry4", 0.7, 75)):
+            for ops in ("ops=1", "ops=2", "all"):
+                row = dict(summary(outcomes(np.array([value]), 30, rng)[0], "igsm-gpt-4l", "igsm-decode",
+                                   f"{method}/{ops}", split, method))
+                rows += [row, dict(row, metric="forward_passes", value=float(passes), ci_low="", ci_high="")]
+    rows.append(dict(summary(outcomes(np.array([0.8]), 60, rng)[0], "igsm-gpt-4l", "igsm-decode-probe", "error",
+                             "test", "vprobe-rank0"), metric="probe_accuracy", layer=2))
     for step, cpu in ((100, 60.0), (200, 130.0)):
         for ops, value in (("ops=1", 0.3), ("ops=2", 0.1), ("all", 0.2)):
             rows.append(dict(summary(outcomes(np.array([value * step / 100]), 30, rng)[0], "igsm-gpt-4l", "igsm-curve",

@@ -21,7 +21,9 @@ def test_the_cfg_default_is_cfg3b_and_quick_is_small():
         "cfg3b", *(runs.WORLD_DEFAULTS["cfg"][k] for k in ("layers", "width", "steps", "batch", "lr")))
     assert RunConfig(world="cfg").grammar == "cfg3b" and cfg.curve_samples == runs.CURVE_SAMPLES
     bios = train_synthetic.parse(["--world", "bios"])  # the cfg sizes do not leak into the other world
-    assert (bios.batch, bios.lr, bios.people) == (RunConfig(world="bios").batch, RunConfig(world="bios").lr, 400)
+    own = default_config("bios")
+    assert (bios.batch, bios.lr, bios.people, bios.steps) == (own.batch, own.lr, own.people, own.steps)
+    assert (own.lr, own.steps) != (cfg.lr, cfg.steps)
     quick = train_synthetic.parse(["--world", "cfg", "--quick"])
     assert (quick.grammar, quick.layers, quick.steps, quick.curve_samples) == ("small", 2, 60, 10)
     mine = train_synthetic.parse(["--world", "cfg", "--quick", "--grammar", "cfg3b", "--steps", "7"])

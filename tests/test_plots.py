@@ -31,8 +31,8 @@ EXPECTED = (
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_probes_bios_bios-noaug-gpt-4l", "syn_bios_probes"]
-    + ["syn_training_bios", "syn_igsm_curve", "syn_qa", "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
-       "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity", "syn_capacity_junk", "syn_canon"]
+    + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry", "syn_igsm_decode", "syn_qa", "syn_manipulation",
+       "syn_cfg_attention_cfg-gpt-4l", "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity", "syn_capacity_junk", "syn_canon"]
 )
 
 

@@ -22,7 +22,8 @@ from layerprobe.synthetic.bios import ATTRIBUTES
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
-SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve", "cfg-curve"]
+SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve", "cfg-curve",
+                                                      "igsm-decode", "igsm-decode-probe"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -155,6 +156,127 @@ def synthetic_igsm_curve(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "iGSM learning curves: accuracy by number of operations vs training CPU time"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_igsm_curve", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def _level(subtask: str) -> str:
+    """"retry=0.1/l4w128/ops=2" -> "ops=2"."""
+    return subtask.rsplit("/", 1)[-1]
+
+
+def _levels(values: pd.Series) -> list[str]:
+    return sorted(set(values), key=lambda level: (level == "all", level))
+
+
+def synthetic_igsm_retry(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 2.2: accuracy by number of operations against the retry rate p of the training data, on training
+    and held-out templates (one row of panels per model family), and the share of written steps that are
+    [BACK]-retries at test time."""
+    rows = select(data.results, task="igsm-accuracy", layer=-1)
+    if rows.empty or "retry" not in rows.columns:
+        return missing("syn_igsm_retry", SYNTHETIC, "no igsm-accuracy rows with the extra column retry")
+    rows = rows.assign(p=pd.to_numeric(rows["retry"], errors="coerce"), level=[_level(s) for s in rows["subtask"]],
+                       family=[re.sub(r"-retry[0-9.]+(e-?[0-9]+)?", "", m) for m in rows["model"]]).dropna(subset=["p"])
+    families = [f for f in sorted(set(rows["family"])) if rows[rows["family"] == f]["p"].nunique() >= 2]
+    if not families:
+        return missing("syn_igsm_retry", SYNTHETIC, "fewer than two retry rates p in every model family")
+    figure = new_figure(12.0, 3.4 * len(families) + 0.8)
+    axes = figure.subplots(len(families), 3, squeeze=False)
+    readings, handles = [], {}
+    for row_axes, family in zip(axes, families):
+        mine = rows[rows["family"] == family]
+        rates = sorted(set(mine["p"]))
+        where = {p: x for x, p in enumerate(rates)}
+        for ax, split in zip(row_axes[:2], ("train", "test")):
+            part = select(mine, metric="accuracy", language=split)
+            for level, colour in zip(_levels(part["level"]), SERIES_PALETTE):
+                line = part[part["level"] == level].sort_values("p")
+                x = [where[p] for p in line["p"]]
+                handles[level] = ax.plot(x, line["value"], marker="o", color=colour, lw=1.4, ms=3,
+                                         ls="--" if level == "all" else "-")[0]
+                ax.fill_between(x, line["ci_low"].astype(float), line["ci_high"].astype(float), color=colour, alpha=0.1)
+                if level == "all":
+                    readings.append(f"{family} {split} templates: " + ", ".join(
+                        f"p={p:g} {pct(v)}" for p, v in zip(line["p"], line["value"])))
+            share_axis(ax, f"accuracy ({split} templates)")
+            ax.set_title(f"{family}: {split} templates", fontsize=8)
+        ax = row_axes[2]
+        shares = select(mine, metric="retry_share", level="all")
+        for split, colour in zip(("train", "test"), SERIES_PALETTE):
+            line = select(shares, language=split).sort_values("p")
+            x = [where[p] for p in line["p"]]
+            ax.errorbar(x, line["value"], yerr=[line["value"] - line["ci_low"].astype(float),
+                                                line["ci_high"].astype(float) - line["value"]],
+                        marker="s", capsize=3, color=colour, label=f"{split} templates")
+            if split == "test" and not line.empty:
+                readings.append(f"{family} [BACK] share of written steps (test): " + ", ".join(
+                    f"p={p:g} {pct(v)}" for p, v in zip(line["p"], line["value"])))
+        share_axis(ax, "share of written steps that are retries")
+        ax.set_ylim(0, max(0.1, float(shares["ci_high"].astype(float).max(skipna=True) or 0) * 1.2))
+        ax.legend(fontsize=7)
+        ax.set_title(f"{family}: retries written", fontsize=8)
+        for ax in row_axes:
+            ax.set_xticks(range(len(rates)), [f"{p:g}" for p in rates])
+            ax.set_xlabel("retry rate p of the training data")
+    legend_below(figure, list(handles.values()), list(handles), "operations")
+    title = "iGSM part 2.2: accuracy by number of operations vs the retry rate of the training data"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_igsm_retry", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def synthetic_igsm_decode(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 2.2: greedy, beam search and regret-and-retry on the same problems: accuracy by number of
+    operations (train / held-out templates) and forward passes per problem."""
+    rows = select(data.results, task="igsm-decode", layer=-1)
+    if rows.empty:
+        return missing("syn_igsm_decode", SYNTHETIC, "no task 'igsm-decode' rows (decode_igsm.py)")
+    rows = rows.assign(level=[_level(s) for s in rows["subtask"]])
+    models = model_order(rows)
+    figure = new_figure(12.0, 3.4 * len(models) + 0.8)
+    axes = figure.subplots(len(models), 3, squeeze=False)
+    readings, handles = [], {}
+    for row_axes, model in zip(axes, models):
+        mine = select(rows, model=model)
+        methods = list(dict.fromkeys(mine.sort_values("method", key=lambda m: m.map(_method_rank))["method"]))
+        width = 0.8 / len(methods)
+        for ax, split in zip(row_axes[:2], ("train", "test")):
+            part = select(mine, metric="accuracy", language=split)
+            levels = _levels(part["level"])
+            for index, (method, colour) in enumerate(zip(methods, SERIES_PALETTE)):
+                cells = select(part, method=method).set_index("level").reindex(levels)
+                values = cells["value"].to_numpy(dtype=float)
+                errors = np.abs(np.nan_to_num(cells[["ci_low", "ci_high"]].to_numpy(dtype=float).T - values, nan=0.0))
+                handles[method] = ax.bar(np.arange(len(levels)) + (index - (len(methods) - 1) / 2) * width, values,
+                                         width * 0.92, yerr=errors, color=colour,
+                                         error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
+                readings.append(f"{model} {split} {method}: " + ", ".join(f"{lv} {pct(v)}" for lv, v in zip(levels, values)))
+            ax.set_xticks(range(len(levels)), levels)
+            share_axis(ax, f"accuracy ({split} templates)")
+            ax.grid(axis="x", visible=False)
+            ax.set_title(f"{model}: {split} templates", fontsize=8)
+        ax = row_axes[2]
+        passes = select(mine, metric="forward_passes", level="all")
+        for index, (split, hatch) in enumerate((("train", "//"), ("test", None))):
+            cells = select(passes, language=split).set_index("method").reindex(methods)
+            values = cells["value"].to_numpy(dtype=float)
+            ax.bar(np.arange(len(methods)) + (index - 0.5) * 0.4, values, 0.38, hatch=hatch, edgecolor="white",
+                   color=[SERIES_PALETTE[i] for i in range(len(methods))], alpha=0.5 if split == "train" else 1.0)
+            readings.append(f"{model} forward passes per problem ({split}): "
+                            + ", ".join(f"{m} {v:.0f}" for m, v in zip(methods, values)))
+        ax.set_xticks(range(len(methods)), methods, fontsize=7)
+        ax.set_ylabel("forward passes per problem (hatched: train)")
+        ax.grid(axis="x", visible=False)
+        ax.set_title(f"{model}: decoding cost", fontsize=8)
+    probe = select(data.results, task="igsm-decode-probe", metric="probe_accuracy")
+    readings += [f"{r['model']} error probe (layer {int(r['layer'])}) held-out accuracy {pct(r['value'])}"
+                 for _, r in probe.iterrows()]
+    legend_below(figure, list(handles.values()), list(handles), "decoding")
+    title = "iGSM part 2.2: regret-and-retry vs greedy and beam search (same problems)"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_igsm_decode", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def _method_rank(method: str) -> int:
+    return 0 if method == "greedy" else 1 if method.startswith("beam") else 2
 
 
 def synthetic_cfg_curve(data: Data, canvas: Canvas) -> list[Outcome]:

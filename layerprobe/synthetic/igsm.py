@@ -373,6 +373,13 @@ def check_solution(problem: Problem, tokens: Sequence[str]) -> Check:
     return Check(error is None, answer, defined, [i for i in defined if i not in nece], retries, error)
 
 
+def step_counts(tokens: Sequence[str]) -> tuple[int, int]:
+    """(steps written, of which [BACK]-retries) over a whole written solution, past any error too: the
+    part-2.2 measure of how many mistakes (each undone by [BACK]) a model writes."""
+    steps = _split_steps(list(tokens))
+    return len(steps), sum(retried for _, retried in steps)
+
+
 def _split_steps(tokens: list[str]) -> list[tuple[list[str], bool]]:
     steps, current = [], []
     for token in tokens:

@@ -100,14 +100,17 @@ def solve(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], max_
 
 def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], split: str) -> pd.DataFrame:
     """One row per problem: ops, split, correct, shortest (no unnecessary parameter), step_share (share of
-    the needed parameters defined validly before the first error: partial progress), retries, error."""
+    the needed parameters defined validly before the first error: partial progress), retries (before the
+    first error), steps and backs (steps written in all, and how many of them ended in [BACK]), error."""
     rows = []
     for problem, written in zip(problems, solutions):
         check = igsm.check_solution(problem, written)
         nece = problem.nece
+        steps, backs = igsm.step_counts(written)
         rows.append({"ops": problem.operations, "split": split, "correct": check.correct, "shortest": check.shortest,
                      "step_share": sum(i in nece for i in check.defined) / len(nece),
-                     "unnecessary": len(check.unnecessary), "retries": check.retries, "error": check.error or ""})
+                     "unnecessary": len(check.unnecessary), "retries": check.retries, "steps": steps, "backs": backs,
+                     "error": check.error or ""})
     return pd.DataFrame(rows)
 
 
@@ -117,7 +120,8 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
 
     subtask "<condition>/ops=<k>" or "<condition>/all". Metrics: accuracy (fully correct solution),
     shortest_share (share of the correct solutions that compute no unnecessary parameter) and
-    step_share (mean share of needed steps written validly before the first error).
+    step_share (mean share of needed steps written validly before the first error) and retry_share (share
+    of all written steps that are [BACK]-retries, pooled over the problems; n_items = steps written).
     """
     rows = []
     for split, by_split in graded.groupby("split"):
@@ -132,8 +136,17 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
                     low, high = bootstrap_interval(values)
                 else:
                     low, high = wilson_interval(values.sum(), len(values))
-                rows.append({"model": model, "task": task, "subtask": f"{condition}/{name}",
-                             "language": split, "method": "generation", "layer": -1, "n_layers": n_layers,
-                             "metric": metric, "value": values.mean() if len(values) else np.nan,
-                             "n_items": len(values), "ci_low": float(low), "ci_high": float(high), **extra})
+                rows.append(_row(model, task, f"{condition}/{name}", split, n_layers, metric,
+                                 values.mean() if len(values) else np.nan, len(values), low, high, extra))
+            steps, backs = int(frame["steps"].sum()), int(frame["backs"].sum())
+            low, high = wilson_interval(backs, steps)
+            rows.append(_row(model, task, f"{condition}/{name}", split, n_layers, "retry_share",
+                             backs / steps if steps else np.nan, steps, low, high, extra))
     return rows
+
+
+def _row(model: str, task: str, subtask: str, split: str, n_layers: int, metric: str, value: float, n_items: int,
+         low: float, high: float, extra: dict) -> dict:
+    return {"model": model, "task": task, "subtask": subtask, "language": split, "method": "generation", "layer": -1,
+            "n_layers": n_layers, "metric": metric, "value": value, "n_items": n_items, "ci_low": float(low),
+            "ci_high": float(high), **extra}

@@ -92,7 +92,8 @@ def examples(vocab: Vocab, problems: Sequence[igsm.Problem], label: str, seed: i
 
 
 class VProbe(nn.Module):
-    """Frozen causal LM + rank-r update of its input embeddings + a linear head per layer."""
+    """Frozen causal LM + rank-r update of its input embeddings + a linear head per layer. Rank 0 is a plain
+    linear probe of the model's own states (what a decoder can read for free while it writes)."""
 
     def __init__(self, model: nn.Module, n_classes: int = 2, rank: int = 8, seed: int = 0):
         super().__init__()
@@ -107,7 +108,9 @@ class VProbe(nn.Module):
 
     def forward(self, ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """Logits [L+1, B, C] at each row's position `last` (right-padded ids [B, T])."""
-        embeds = self.model.get_input_embeddings()(ids) + self.left[ids] @ self.right
+        embeds = self.model.get_input_embeddings()(ids)
+        if self.left.shape[1]:
+            embeds = embeds + self.left[ids] @ self.right
         states = self.model(inputs_embeds=embeds, output_hidden_states=True).hidden_states
         rows = torch.arange(len(ids))
         at_last = torch.stack([state[rows, last] for state in states])  # [L+1, B, d]
@@ -123,10 +126,10 @@ def _batch(items: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.
     return ids, last, torch.tensor([e.label for e in items])
 
 
-def fit_and_score(model: nn.Module, train: Sequence[Example], test: Sequence[Example], epochs: int = 6,
-                  batch_size: int = 32, lr: float = 3e-3, seed: int = 0) -> np.ndarray:
-    """Train a V-probe on `train`; per-layer 0/1 correctness on `test` [L+1, n_test]."""
-    probe = VProbe(model, seed=seed)
+def fit_probe(model: nn.Module, train: Sequence[Example], epochs: int = 6, batch_size: int = 32, lr: float = 3e-3,
+              seed: int = 0, rank: int = 8) -> VProbe:
+    """A V-probe (rank-`rank` embedding update and a head per layer) trained on `train`."""
+    probe = VProbe(model, rank=rank, seed=seed)
     optimizer = torch.optim.Adam([p for p in probe.parameters() if p.requires_grad], lr=lr)
     order = random.Random(seed)
     items = list(train)
@@ -139,12 +142,23 @@ def fit_and_score(model: nn.Module, train: Sequence[Example], test: Sequence[Exa
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    return probe.eval()
+
+
+@torch.no_grad()
+def score(probe: VProbe, test: Sequence[Example], batch_size: int = 32) -> np.ndarray:
+    """Per-layer 0/1 correctness of a fitted probe on `test` [L+1, n_test]."""
     hits = []
-    with torch.no_grad():
-        for start in range(0, len(test), batch_size):
-            ids, last, labels = _batch(test[start:start + batch_size])
-            hits.append((probe(ids, last).argmax(-1) == labels).float())
+    for start in range(0, len(test), batch_size):
+        ids, last, labels = _batch(test[start:start + batch_size])
+        hits.append((probe(ids, last).argmax(-1) == labels).float())
     return torch.cat(hits, dim=1).numpy()
+
+
+def fit_and_score(model: nn.Module, train: Sequence[Example], test: Sequence[Example], epochs: int = 6,
+                  batch_size: int = 32, lr: float = 3e-3, seed: int = 0) -> np.ndarray:
+    """Train a V-probe on `train`; per-layer 0/1 correctness on `test` [L+1, n_test]."""
+    return score(fit_probe(model, train, epochs, batch_size, lr, seed), test, batch_size)
 
 
 def random_like(model: nn.Module, seed: int = 0) -> nn.Module:
