@@ -100,14 +100,18 @@ def solve(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], max_
 
 def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], split: str) -> pd.DataFrame:
     """One row per problem: ops, split, correct, shortest (no unnecessary parameter), step_share (share of
-    the needed parameters defined validly before the first error: partial progress), retries, error."""
+    the needed parameters defined validly before the first error: partial progress), retries, retry_share
+    (share of all the written steps, "." or [BACK] ended, that are [BACK] retries: how often the model
+    itself writes a mistake and takes it back), error."""
     rows = []
     for problem, written in zip(problems, solutions):
         check = igsm.check_solution(problem, written)
         nece = problem.nece
+        backs, steps = written.count(igsm.BACK), written.count(igsm.BACK) + written.count(".")
         rows.append({"ops": problem.operations, "split": split, "correct": check.correct, "shortest": check.shortest,
                      "step_share": sum(i in nece for i in check.defined) / len(nece),
-                     "unnecessary": len(check.unnecessary), "retries": check.retries, "error": check.error or ""})
+                     "unnecessary": len(check.unnecessary), "retries": check.retries,
+                     "retry_share": backs / steps if steps else 0.0, "error": check.error or ""})
     return pd.DataFrame(rows)
 
 
@@ -117,7 +121,8 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
 
     subtask "<condition>/ops=<k>" or "<condition>/all". Metrics: accuracy (fully correct solution),
     shortest_share (share of the correct solutions that compute no unnecessary parameter) and
-    step_share (mean share of needed steps written validly before the first error).
+    step_share (mean share of needed steps written validly before the first error), retry_share (mean
+    share of the written steps that are [BACK] retries).
     """
     rows = []
     for split, by_split in graded.groupby("split"):
@@ -125,10 +130,10 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
         for name, frame in groups:
             correct = frame[frame["correct"]]
             metrics = (("accuracy", frame["correct"]), ("shortest_share", correct["shortest"]),
-                       ("step_share", frame["step_share"]))
+                       ("step_share", frame["step_share"]), ("retry_share", frame["retry_share"]))
             for metric, values in metrics:
                 values = values.to_numpy(dtype=float)
-                if metric == "step_share":
+                if metric in ("step_share", "retry_share"):
                     low, high = bootstrap_interval(values)
                 else:
                     low, high = wilson_interval(values.sum(), len(values))
