@@ -1,6 +1,6 @@
 """Train small LMs on iGSM grade-school math and grade their greedy solutions (Physics of LMs 2.1, 2.2).
 
-    python train_igsm.py                            # one model (preset "cpu", 4x128, 300 steps, first 25% 1-op)
+    python train_igsm.py                            # one model (preset "cpu", 4x128, 5000 steps, first 25% 1-op)
     python train_igsm.py --retry 0 0.1 0.5          # part 2.2: retry data, graded on clean problems
     python train_igsm.py --depths 2 4 8             # depth vs width at the parameter count of --layers/--width
     python train_igsm.py --finetune-from out/runs/<error-free run> --finetune full lora8 lora32 \
@@ -51,7 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                   ("seed", int, "seed of the weights, the problems and the batches")]:
         parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
     parser.add_argument("--preset", default=defaults.preset, choices=sorted(igsm.PRESETS),
-                        help="problem sizes (default %(default)s: 2-3 layers of 2-3 items, <=6 parameters, 1-3 operations)")
+                        help="problem sizes (default %(default)s: 2-3 layers of 2-3 items, <=6 parameters, 1-3 operations, "
+                             "mod 5, letters in solution order; paper: mod 23, random letters)")
     parser.add_argument("--retry", type=float, nargs="+", default=[0.0],
                         help="retry probabilities p, one model each (part 2.2; e.g. 0 0.1 0.5)")
     parser.add_argument("--mask-mistakes", action="store_true",

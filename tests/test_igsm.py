@@ -35,19 +35,20 @@ def parse_text(tokens: list[str]) -> tuple[dict, tuple[str, str]]:
     return graph, query
 
 
-def value_from_text(graph: dict, name: tuple[str, str]) -> int:
+def value_from_text(graph: dict, name: tuple[str, str], modulus: int = MOD) -> int:
     op, arg = graph[name]
     if op == "const":
+        assert 0 <= arg < modulus
         return arg
-    values = [value_from_text(graph, operand) for operand in arg]
+    values = [value_from_text(graph, operand, modulus) for operand in arg]
     if op in ("copy", "sum"):
-        return sum(values) % MOD
+        return sum(values) % modulus
     if op == "difference":
-        return (values[0] - values[1]) % MOD
+        return (values[0] - values[1]) % modulus
     product = 1
     for value in values:
         product *= value
-    return product % MOD
+    return product % modulus
 
 
 def ancestors_from_text(graph: dict, name: tuple[str, str]) -> set:
@@ -69,13 +70,22 @@ def problems(n: int, seed: int = 0, config: igsm.IGSMConfig = igsm.IGSMConfig())
 def test_answers_match_text_evaluation_and_checker(config):
     for problem in problems(40, config=config):
         graph, query = parse_text(prompt_tokens(problem))
-        truth = value_from_text(graph, query)
+        truth = value_from_text(graph, query, config.modulus)
         written = solution_tokens(problem).tokens
         assert written[-2] == str(truth)  # the solution's last number is the answer
         check = check_solution(problem, written)
         assert check.correct and check.shortest and check.answer == truth, check.error
         assert config.ops[0] <= problem.operations <= config.ops[1]
         assert len(graph) == len(problem.params) and all(len(p.operands) <= config.max_operands for p in problem.params)
+
+
+def test_variables_are_ordered_in_the_cpu_preset_and_random_in_the_paper_preset():
+    for problem in problems(20, seed=6, config=igsm.PRESETS["cpu"]):
+        letters = [step[5] for step in _step_texts(solution_tokens(problem).tokens)]
+        assert letters == list("abcdefghijklmnopqrstuvwxyz"[: len(problem.nece)])
+        assert sorted(problem.variables) == sorted(set(problem.variables))  # distinct, also for unneeded ones
+    first_letters = {_step_texts(solution_tokens(p).tokens)[0][5] for p in problems(30, seed=6, config=igsm.PRESETS["paper"])}
+    assert len(first_letters) > 5
 
 
 def test_checker_rejects_wrong_solutions_and_flags_unnecessary_steps():

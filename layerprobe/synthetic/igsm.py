@@ -4,7 +4,8 @@ A problem lives in a *structure graph*: layers of items drawn from a category hi
 Supermarket -> Product -> Ingredient), with an edge from an item to items of the next layer. Every
 edge (A, B) is a *parameter* "A 's B" (how many B each A has). A *dependency graph* over the
 parameters says how each is computed: a constant, a copy, a sum, a difference or a product of at
-most `max_operands` earlier parameters, all arithmetic mod 23 so every value is one token. The
+most `max_operands` earlier parameters, all arithmetic mod a prime (`IGSMConfig.modulus`, the paper's
+23) so every value is one token. The
 question asks one parameter; the shortest solution defines exactly its ancestors in topological
 order ("define A 's B as x ; so x = y + z = 5 + 3 = 8 ."). We know the whole graph, so every
 hidden-state probe has exact labels (nece, can_next, dep, value) and `check_solution` grades any
@@ -20,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-MOD = 23
+MOD = 23  # the paper's modulus and the largest one: the vocabulary holds the numbers 0..MOD-1
 BACK = "[BACK]"
 PROBE = "[PROBE]"  # never in training data: the V-probe's query marker
 OPS = ("const", "copy", "sum", "diff", "prod")
@@ -64,10 +65,15 @@ class IGSMConfig:
     max_operands: int = 2  # sum / product operands (paper: up to 4)
     ops: tuple[int, int] = (1, 3)  # number of arithmetic operations of the shortest solution
     test_percent: int = 20  # share of solution templates held out for testing
+    modulus: int = MOD  # arithmetic mod this prime (<= MOD); small = few arithmetic facts to learn
+    ordered_variables: bool = False  # letters a, b, c, ... in solution order (paper: a random letter each)
 
 
 PRESETS = {
-    "cpu": IGSMConfig(),
+    # The CPU preset keeps the reasoning (which parameters, in which order, from which operands) and removes two
+    # bottlenecks that are not the point at CPU scale: arithmetic mod 5 (25 facts per operation instead of
+    # 529, which a small model learns slowly) and letters in solution order (no bookkeeping of used letters).
+    "cpu": IGSMConfig(modulus=5, ordered_variables=True),
     "paper": IGSMConfig(depth=(2, 4), width=(2, 4), max_params=20, max_operands=4, ops=(1, 10)),
 }
 
@@ -171,23 +177,23 @@ def _dependency_graph(rng: random.Random, edges: list[tuple[str, str]], config: 
             count = {"copy": 1, "diff": 2}.get(op) or rng.randint(2, min(config.max_operands, earlier))
             operands = tuple(rng.sample(range(earlier), count))
         values = [params[j].value for j in operands]
-        value = evaluate(op, values) if operands else rng.randrange(MOD)
+        value = evaluate(op, values, config.modulus) if operands else rng.randrange(config.modulus)
         params.append(Param(owner, item, op, operands, value))
     return params
 
 
-def evaluate(op: str, values: Sequence[int]) -> int:
-    """The value of an operation on operand values, mod 23."""
+def evaluate(op: str, values: Sequence[int], modulus: int = MOD) -> int:
+    """The value of an operation on operand values, mod `modulus`."""
     if op == "copy":
-        return values[0] % MOD
+        return values[0] % modulus
     if op == "sum":
-        return sum(values) % MOD
+        return sum(values) % modulus
     if op == "diff":
-        return (values[0] - values[1]) % MOD
+        return (values[0] - values[1]) % modulus
     if op == "prod":
         result = 1
         for value in values:
-            result = result * value % MOD
+            result = result * value % modulus
         return result
     raise ValueError(f"unknown operation {op!r}")
 
@@ -207,9 +213,20 @@ def sample_problem(rng: random.Random, config: IGSMConfig = IGSMConfig(), split:
         if not problems:
             continue
         problem = rng.choice(problems)
-        problem.variables = rng.sample(VARIABLES, len(params))
+        problem.variables = _variables(rng, problem, config.ordered_variables)
         if split is None or problem.split(config.test_percent) == split:
             return problem
+
+
+def _variables(rng: random.Random, problem: Problem, ordered: bool) -> list[str]:
+    """A distinct letter per parameter: random (the paper), or a, b, c, ... in solution order then the rest."""
+    if not ordered:
+        return rng.sample(VARIABLES, len(problem.params))
+    order = problem.solution_order + [i for i in range(len(problem.params)) if i not in problem.nece]
+    letters = [""] * len(order)
+    for letter, index in zip(VARIABLES, order):
+        letters[index] = letter
+    return letters
 
 
 def statement_tokens(param: Param, params: Sequence[Param]) -> list[str]:

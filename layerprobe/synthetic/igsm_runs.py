@@ -35,7 +35,7 @@ class IGSMRun:
     layers: int = 4
     width: int = 128
     heads: int = 4
-    steps: int = 300
+    steps: int = 5000
     batch: int = 32
     lr: float = 1e-3
     seed: int = 0
