@@ -45,8 +45,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     defaults = IGSMRun()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default=defaults.arch, choices=["llama", "gpt2"])
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"training steps (default {defaults.steps}; {igsm_finetune.FINETUNE_STEPS} with --finetune-from)")
     for flag, kind, help_text in [("layers", int, "transformer blocks"), ("width", int, "hidden size"),
-                                  ("heads", int, "attention heads"), ("steps", int, "training steps"),
+                                  ("heads", int, "attention heads"),
                                   ("batch", int, "problems per step"), ("lr", float, "peak learning rate"),
                                   ("seed", int, "seed of the weights, the problems and the batches")]:
         parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
@@ -82,6 +84,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise LayerprobeError(f"--curve-every must be >= 0, got {args.curve_every}")
     if args.eval < 1:
         raise LayerprobeError(f"--eval must be positive, got {args.eval}")
+    if args.steps is None:
+        args.steps = igsm_finetune.FINETUNE_STEPS if args.finetune_from else defaults.steps
     if args.finetune and not args.finetune_from:
         raise LayerprobeError("--finetune needs --finetune-from <finished run folder>")
     if args.finetune_from:

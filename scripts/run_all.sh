@@ -31,6 +31,8 @@ if [ "$quick" = 1 ]; then
   step train_synthetic.py --world cfg --quick --out $out/runs/cfg-quick --data $out/data
   step probe_synthetic.py --run $out/runs/cfg-quick --quick --out $out/data
   step train_igsm.py --quick --retry 0 --out $out/runs --data $out/data
+  step train_igsm.py --quick --finetune-from $out/runs/igsm-cpu-llama-l2w32-retry0-s20-c0.25 --retry 0.2 \
+    --out $out/runs --data $out/data
   step train_capacity.py --quick --out $out/runs --data $out/data
   step train_canon.py --quick --out $out/runs --data $out/data
   step plot_figures.py --data $out/data --out $out/figures --dpi 120

@@ -38,6 +38,8 @@ from layerprobe.synthetic.train import n_parameters, save_model, train, wrap
 TASK = "igsm-finetune"
 METHODS = ("full", "lora8", "lora32")
 """The default comparison: full fine-tuning, LoRA rank 8 and rank 32."""
+FINETUNE_STEPS = 300
+"""train_igsm.py's default number of fine-tuning steps."""
 LORA_TARGETS = "all-linear"
 """peft's shorthand for every linear layer but the output head: all attention and MLP projections."""
 
