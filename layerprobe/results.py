@@ -118,6 +118,20 @@ def bootstrap_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0) ->
     return np.percentile(means, 2.5, axis=-1), np.percentile(means, 97.5, axis=-1)
 
 
+T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+"""Student's t 97.5% quantiles for 1..10 degrees of freedom (no scipy for a handful of numbers)."""
+
+
+def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% t interval of the mean of a few runs (seeds); NaN for fewer than 2, z = 1.96 past 11."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return math.nan, math.nan
+    quantile = T_975[len(values) - 2] if len(values) - 1 <= len(T_975) else 1.959964
+    half = quantile * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
 def layer_rows(
     values: np.ndarray,
     *,

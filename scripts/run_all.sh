@@ -44,8 +44,8 @@ else
     step $script "${model_flags[@]}" --out $out/data
   done
   step trace_layers.py "${model_flags[@]}" --analysis all --out $out/data
-  step train_synthetic.py --world cfg --out $out/runs/cfg-small-llama --data $out/data
-  step probe_synthetic.py --run $out/runs/cfg-small-llama --out $out/data
+  step train_synthetic.py --world cfg --out $out/runs/cfg-cfg3b-llama --data $out/data
+  step probe_synthetic.py --run $out/runs/cfg-cfg3b-llama --out $out/data
   for mode in mixed pretrain-finetune; do
     for aug in "" --augment; do
       name="bios-$mode${aug:+-aug}"

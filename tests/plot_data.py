@@ -180,6 +180,9 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                                          "igsm-finetune", condition, split, "generation"),
                                  step=step, train_cpu_s=step * 0.6, retry=0.2, finetune=method, trainable_params=trainable))
                 rows.append(dict(rows[-1], metric="retry_share", value=backs * step / 200, ci_low="", ci_high=""))
+    for step, cpu, value in ((100, 50.0, 0.3), (200, 110.0, 0.8)):
+        rows.append(dict(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-curve", f"cfg3b/step={step}",
+                                 "", "sample"), step=step, train_cpu_s=cpu))
     for exposures, per_param in ((100, 1.0), (1000, 2.0)):
         for n_params in (1e5, 3e5, 1e6, 3e6):
             for method, loss in (("fp32", 1.0), ("int8", 0.97), ("int4", 0.4)):
@@ -187,6 +190,14 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                                  method=method, layer=-1, n_layers=4, metric="bits_per_param",
                                  value=loss * per_param * min(1.0, 3e5 / n_params * 1.5), n_items=1000, ci_low="",
                                  ci_high="", n_params=int(n_params), exposures=exposures, quantised=method != "fp32"))
+    for seed in range(3):  # the junk-data experiment: 3 conditions x 3 seeds at one size
+        for junk, domain, condition, value in JUNK_CONDITIONS:
+            for method in ("fp32", "int8"):
+                rows.append(dict(model=f"capacity-n256-llama-l1w8-x300-{condition}-s{seed}", task="capacity", subtask="",
+                                 language="", method=method, layer=-1, n_layers=1, metric="bits_per_param",
+                                 value=value + 0.01 * seed - 0.1 * (method == "int8"), n_items=256, ci_low="", ci_high="",
+                                 n_params=3000 + 16 * (junk > 0), exposures=300, quantised=method != "fp32", width=8,
+                                 junk=junk, domain=domain, condition=condition, seed=seed))
     for n_layers in (2, 4):
         for canon, value in (("none", 0.15), ("A", 0.6), ("ABCD", 0.7)):
             for hop in ("hops=1", "hops=2", "all"):
@@ -194,6 +205,10 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                                          f"canon={canon}/{hop}", "", "argmax"),
                                  n_layers=n_layers, canon=canon, nodes=8, n_params=136000, train_cpu_s=80.0))
     return rows
+
+
+JUNK_CONDITIONS = [(0.0, False, "no junk", 1.2), (0.875, False, "junk 7/8", 0.3), (0.875, True, "junk 7/8 + domain", 1.25)]
+"""(junk, domain, condition, seed-0 fp32 bits/param) of the junk experiment's rows; seeds 1 and 2 add 0.01 each."""
 
 
 def summary(values: np.ndarray, model: str, task: str, condition: str, split: str, method: str) -> dict:

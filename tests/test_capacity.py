@@ -111,3 +111,108 @@ def test_capacity_run_measures_every_precision_on_a_known_population(tmp_path):
     assert ((rows["learned_bits"] >= 0) & (rows["learned_bits"] <= 200)).all()
     assert rows.loc["fp32", "quantised"] in (False, "False") and rows.loc["int4", "quantised"] in (True, "True")
     np.testing.assert_allclose(rows["value"], rows["learned_bits"] / rows["n_params"])
+
+
+def junk_stream(people: int, exposures: int, junk: str, domain: bool, batch: int = 8):
+    """The training stream of a tiny junk run, its population and vocabulary, as train_and_measure builds them."""
+    from fractions import Fraction
+
+    from layerprobe.synthetic.capacity import batch_fn, encode_population, junk_documents
+
+    run = CapacityRun(layers=1, width=16, exposures=exposures, people=people, value_sizes=(4, 8), batch=batch,
+                      junk=float(Fraction(junk)), domain=domain)
+    population = make_population(CapacityConfig(people, run.value_sizes), seed=0)
+    vocab = run.vocabulary(population)
+    share = Fraction(junk)
+    make = batch_fn(encode_population(vocab, population, domain), batch, 0, share,
+                    junk_documents(population, vocab) if share else None, given=3 + domain)
+    rows = [make(step) for step in range(run.steps())]
+    return run, population, vocab, torch.cat([ids for ids, _ in rows]), torch.cat([mask for _, mask in rows])
+
+
+def read_stream(ids: torch.Tensor, vocab, population) -> list[int | None]:
+    """Each document's useful person, or None for junk, told by its name alone (no code under test)."""
+    useful = {tuple(name): person for person, name in enumerate(population.names)}
+    domain = vocab.ids.get("wikipedia.org")
+    people = []
+    for row in ids.tolist():
+        tokens = vocab.decode(row)
+        marked = tokens[0] == "wikipedia.org"
+        person = useful.get(tuple(tokens[marked:marked + 2]))
+        assert marked == (domain is not None and row[1] == domain)
+        if person is not None:
+            assert tokens == population.entry(person, marked)  # the person's own facts, whole
+        people.append(person)
+    return people
+
+
+@pytest.mark.parametrize("junk", ["7/8", "3/10"])
+def test_junk_share_of_the_training_stream_is_the_requested_fraction(junk):
+    from fractions import Fraction
+
+    run, population, vocab, ids, mask = junk_stream(12, 5, junk, domain=False)
+    people = read_stream(ids, vocab, population)
+    length = run.stream()
+    useful = 12 * 5
+    assert length - math.floor(length * Fraction(junk)) == useful  # independent: useful = length * (1 - junk)
+    junk_docs = sum(person is None for person in people[:length])
+    assert junk_docs == length - useful
+    assert abs(junk_docs / length - float(Fraction(junk))) < 1 / length
+    for start in range(0, length - 40, 40):  # spread through the stream, not bunched at one end
+        window = people[start:start + 40]
+        assert abs(sum(p is None for p in window) / 40 - float(Fraction(junk))) <= 1 / 40 + 1e-9
+    # junk documents: a name pair nobody in the population has, values in range, loss after the name
+    for row, person, loss in zip(ids, people, mask):
+        if person is None:
+            tokens = vocab.decode(row.tolist())
+            assert tuple(tokens[:2]) not in set(population.names) and tokens[2] == "attr0"
+            assert int(tokens[3][1:]) < 4 and int(tokens[5][1:]) < 8 and tokens[-1] == "."
+            assert not loss[:3].any() and loss[3:len(tokens) + 2].all()  # <bos> first last given, eos trained
+
+
+def test_domain_token_precedes_every_useful_biography_and_no_junk():
+    run, population, vocab, ids, mask = junk_stream(12, 4, "3/4", domain=True)
+    domain = vocab.ids["wikipedia.org"]
+    people = read_stream(ids, vocab, population)
+    assert sum(p is not None for p in people) >= 48 and sum(p is None for p in people) >= 144
+    for row, person, loss in zip(ids, people, mask):
+        assert (row[1] == domain) == (person is not None)
+        assert (row == domain).sum() == (person is not None)  # once, at the start, and never in junk
+        assert not loss[:4 if person is not None else 3].any()  # <bos> (domain) first last: not knowledge
+    # the junk run's vocabulary (and so its parameter count) is the same with and without the domain token
+    assert len(junk_stream(12, 4, "3/4", domain=False)[2]) == len(vocab)
+
+
+def test_useful_exposures_are_equal_with_and_without_junk():
+    clean = junk_stream(12, 6, "0", domain=False)
+    for junk in ("7/8", "1/3"):
+        mixed = junk_stream(12, 6, junk, domain=False)
+        assert mixed[0].steps() > clean[0].steps()
+        seen = [p for p in read_stream(mixed[3], mixed[2], mixed[1])[:mixed[0].stream()] if p is not None]
+        assert np.bincount(seen, minlength=12).tolist() == [6] * 12
+        order = read_stream(clean[3], clean[2], clean[1])[:72]
+        assert seen == order  # the same people in the same order, junk only interleaved
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "abc", "7/0"])
+def test_bad_junk_is_one_line_and_exit_2(value, capsys, tmp_path):
+    import train_capacity
+    from layerprobe.cli import run
+
+    with pytest.raises(SystemExit) as stop:
+        run(train_capacity.main, ["--junk", value, "--people", "8", "--sizes", "1x8", "--exposures", "1",
+                                  "--out", str(tmp_path / "runs"), "--data", str(tmp_path / "data")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --junk"), err
+    assert not tmp_path.joinpath("data").exists() and not tmp_path.joinpath("runs").exists()  # stopped before training
+
+
+def test_t_interval_over_seeds_matches_the_readme_capacity_seeds():
+    from layerprobe.results import t_interval
+
+    low, high = t_interval(np.array([1.576, 1.523, 1.521]))  # README: 1.54 [1.46, 1.62] over seeds 0-2
+    assert (round(low, 2), round(high, 2)) == (1.46, 1.62)
+    mean, sd = 1.54, np.std([1.576, 1.523, 1.521], ddof=1)
+    assert high - mean == pytest.approx(4.303 * sd / math.sqrt(3), abs=1e-3)
+    assert all(math.isnan(v) for v in t_interval(np.array([1.0])))

@@ -58,7 +58,7 @@ def test_boundary_attention_against_a_hand_built_matrix():
 
 
 def test_attention_maps_are_the_models_causal_probabilities():
-    config = RunConfig(world="cfg", layers=2, width=32, heads=4)
+    config = RunConfig(world="cfg", grammar="small", layers=2, width=32, heads=4)
     vocab = config.vocab()
     lm = wrap(new_model(config, vocab), vocab, "tiny")
     [maps] = attention_maps(lm, [[Vocab.bos_id, 3, 4, 5, 3]])
@@ -100,7 +100,7 @@ def test_cfg_report_adds_attention_diversity_and_corrupted_prompt_rows(tmp_path,
     from layerprobe.synthetic import report
     monkeypatch.setattr(report, "_cfg_label_names", lambda depth: [])
     monkeypatch.setattr(report, "MAX_DISTANCE", 6)
-    config = RunConfig(world="cfg", layers=2, width=32, heads=2, corrupted=0.2)
+    config = RunConfig(world="cfg", grammar="small", layers=2, width=32, heads=2, corrupted=0.2)
     assert config.name() == "cfg-small-llama-corrupt0.2"
     vocab = config.vocab()
     lm = wrap(new_model(config, vocab), vocab, "tiny-cfg")

@@ -91,6 +91,8 @@ def test_batched_left_padded_solving_equals_one_at_a_time():
 def test_accuracy_rows_by_hand():
     rng = random.Random(0)
     problems = [igsm.sample_problem(rng, dataclasses.replace(CONFIG, ops=(ops, ops))) for ops in (1, 1, 2, 2)]
+    while all(i in problems[1].nece or q.operands for i, q in enumerate(problems[1].params)):  # needs a spare constant
+        problems[1] = igsm.sample_problem(rng, dataclasses.replace(CONFIG, ops=(1, 1)))
     right = [igsm.solution_tokens(p).tokens for p in problems]
     extra = next(i for i, q in enumerate(problems[1].params) if i not in problems[1].nece and not q.operands)
     written = [right[0], igsm.step_tokens(problems[1], extra) + right[1], right[2], ["define"]]

@@ -20,7 +20,7 @@ from layerprobe.plots import colour_order
 from layerprobe.plots.common import MODEL_PALETTE, Canvas, load_data, overall
 from layerprobe.plots.physics import synthetic_training
 from layerprobe.results import atomic_write_csv, layer_rows
-from plot_data import training_frame, write_all
+from plot_data import JUNK_CONDITIONS, training_frame, write_all
 
 DEPTHS = {"smollm2-135m": 8, "gemma3-270m": 4}
 FULL, SECOND = DEPTHS
@@ -33,7 +33,9 @@ EXPECTED = (
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_qa",
                                                                           "syn_igsm_finetune",
                                                                           "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
-                                                                          "syn_cfg_diversity", "syn_capacity", "syn_canon"]
+                                                                          "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity",
+                                                                          "syn_capacity_junk",
+                                                                          "syn_canon"]
 )
 
 
@@ -97,6 +99,20 @@ def test_shortlist_reading_quotes_the_first_layer_with_half_the_letters_in_the_t
     accuracy = mmlu[mmlu.metric == "correct_top_option"].sort_values("layer")
     expected.append(f"accuracy among the letters {accuracy.value.iloc[-1]:.1%} at layer {DEPTHS[FULL]}")
     assert "logit-lens: " + ", ".join(expected) in report_text(rendered)
+
+
+def test_capacity_junk_reading_quotes_the_seed_mean_and_t_interval(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / "synthetic.csv", keep_default_na=False)
+    fp32 = rows[(rows.task == "capacity") & (rows.method == "fp32") & (rows.condition != "")]
+    parts = []
+    for _, _, condition, _ in JUNK_CONDITIONS:
+        values = fp32[fp32.condition == condition].value.to_numpy(dtype=float)
+        half = 4.303 * values.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+        parts.append(f"{condition} {values.mean():.2f} [{values.mean() - half:.2f}, {values.mean() + half:.2f}] (3 seeds)")
+    assert parts[1] == "junk 7/8 0.31 [0.29, 0.33] (3 seeds)"
+    assert "1 x 8, 256 people, 300 useful exposures: " + ", ".join(parts) in report_text(rendered)
+    # junk runs stay off the size sweep's figure: its 300-exposure top is the plain run's, not junk + domain's 1.27
+    assert "300 exposures, fp32: up to 1.22 bits/param (at 3,000 parameters)" in report_text(rendered)
 
 
 def test_size_comparison_reads_the_mean_over_tasks_at_the_last_layer(rendered: Path) -> None:

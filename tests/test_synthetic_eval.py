@@ -77,7 +77,7 @@ def test_exact_match_and_sampling_agree_with_greedy_decoding(copy_models):
 
 def test_cfg_report_writes_rows_that_match_the_checker_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "_cfg_label_names", lambda depth: ["ancestor/level2", "span_end/level3"])  # time
-    config = RunConfig(world="cfg", layers=2, width=32, heads=4)
+    config = RunConfig(world="cfg", grammar="small", layers=2, width=32, heads=4)
     grammar, vocab = config.grammar_(), config.vocab()
     lm = wrap(new_model(config, vocab), vocab, "tiny-cfg")
     options = ProbeOptions(samples=4, cut=5, strings=24, positions=4, folds=2)
@@ -141,7 +141,7 @@ def test_cfg_generation_rows_equal_an_independent_parse_of_the_samples(tmp_path,
     """The report's accuracy, distinct and mean_length rows against what was sampled, parsed by a naive recogniser."""
     monkeypatch.setattr(report, "_cfg_label_names", lambda depth: [])  # generation rows only
     monkeypatch.setattr(report, "attention_rows", lambda *args: [])  # the oracle has no attention (test_cfg_analyses.py)
-    config = RunConfig(world="cfg", layers=2, width=32, heads=4)
+    config = RunConfig(world="cfg", grammar="small", layers=2, width=32, heads=4)
     grammar, vocab = config.grammar_(), config.vocab()
     rng = np.random.default_rng(123)
     good = grammar.sample(rng).terminals

@@ -122,14 +122,18 @@ def quantised_by_hand(model: torch.nn.Module, top: int = 127, group: int = 0) ->
 
 
 @torch.no_grad()
-def learned_bits_by_hand(model: torch.nn.Module, vocab: Vocab, population: capacity.Population) -> float:
-    """Each person alone: -log2 p(value | <bos> name attr0 v .. attr_k) summed per attribute, floored at 0."""
+def learned_bits_by_hand(model: torch.nn.Module, vocab: Vocab, population: capacity.Population, domain: str = "") -> float:
+    """Each person alone: -log2 p(value | <bos> [domain] name attr0 v .. attr_k) summed per attribute, floored at 0."""
     losses = np.zeros((len(population.names), len(population.value_sizes)))
     for person in range(len(population.names)):
-        ids = vocab.encode(population.entry(person), bos=True)
+        first, last = population.names[person]
+        tokens = [domain] * bool(domain) + [first, last]
+        for k, value in enumerate(population.values[person]):
+            tokens += [f"attr{k}", f"v{value}"]
+        ids = vocab.encode(tokens, bos=True)
         logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
         for k in range(len(population.value_sizes)):
-            at = 1 + 2 + 2 * k + 1  # <bos> first last attr0 v0 ...: the value of attribute k
+            at = 1 + bool(domain) + 2 + 2 * k + 1  # <bos> [domain] first last attr0 v0 ...: the value of attribute k
             losses[person, k] = -logprobs[at - 1, ids[at]].item() / math.log(2)
     n = len(population.names)
     return sum(max(0.0, n * math.log2(size) - losses[:, k].sum()) for k, size in enumerate(population.value_sizes))
@@ -155,3 +159,21 @@ def test_train_capacity_bits_equal_a_naive_recount(tmp_path):
     assert frame.loc["fp32", "learned_bits"] > 60  # 100 exposures of 16 people: most of the 80 bits are stored
     curve = pd.read_csv(tmp_path / "data" / f"train_{name}.csv")
     assert curve.step.max() == 100  # ceil(16 people x 100 exposures / 16 per batch)
+
+
+def test_train_capacity_with_junk_and_domain_measures_the_useful_people(tmp_path):
+    """--junk 3/4 --domain: 4x the steps of the clean run, rows labelled, bits recounted after "wikipedia.org"."""
+    train_capacity.main(["--people", "16", "--values", "4", "8", "--sizes", "1x16", "--exposures", "25", "--junk", "3/4",
+                         "--domain", "--batch", "16", "--lr", "1e-2", "--out", str(tmp_path / "runs"),
+                         "--data", str(tmp_path / "data")])
+    name = "capacity-n16-llama-l1w16-x25-junk0.75-domain"
+    frame = read_results(tmp_path / "data" / "capacity_n16.csv").set_index("method")
+    assert (frame.model == name).all() and (frame.condition == "junk 3/4 + domain").all() and (frame.junk == 0.75).all()
+    model = load(tmp_path / "runs" / name)
+    population = capacity.make_population(capacity.CapacityConfig(16, (4, 8)), seed=0)
+    vocab = Vocab(population.vocabulary_tokens() + ["wikipedia.org"])
+    assert model.get_input_embeddings().num_embeddings == len(vocab)
+    bits = learned_bits_by_hand(model, vocab, population, domain="wikipedia.org")
+    assert frame.loc["fp32", "learned_bits"] == pytest.approx(bits, abs=1e-3)
+    curve = pd.read_csv(tmp_path / "data" / f"train_{name}.csv")
+    assert curve.step.max() == 100  # 16 people x 25 exposures / (1 - 3/4) / 16 per batch

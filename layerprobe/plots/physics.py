@@ -17,11 +17,12 @@ from layerprobe.plots.common import (
     SERIES_PALETTE, Canvas, Data, Outcome, depth, layer_axis, legend_below, missing, model_order, new_figure, ordered,
     pct, safe_name, select, share_axis, subtask_sort_key,
 )
+from layerprobe.results import t_interval
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
 SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve",
-                                                      "igsm-finetune"]
+                                                      "igsm-finetune", "cfg-curve"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -195,6 +196,31 @@ def synthetic_igsm_finetune(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "iGSM: LoRA vs full fine-tuning of an error-free model on retry data"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_igsm_finetune", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def synthetic_cfg_curve(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 1 learning curves: generation accuracy from <bos> against the training CPU minutes, one line per run."""
+    rows = select(data.results, task="cfg-curve", metric="accuracy")
+    if rows.empty or "train_cpu_s" not in rows.columns:
+        return missing("syn_cfg_curve", SYNTHETIC, "no cfg-curve rows (train_synthetic.py --world cfg grades each checkpoint)")
+    figure = new_figure(7.5, 4.2)
+    ax = figure.add_subplot()
+    readings, handles = [], []
+    for model, colour in zip(model_order(rows), SERIES_PALETTE * 4):
+        line = select(rows, model=model).sort_values("step")
+        minutes = line["train_cpu_s"].astype(float) / 60
+        handles.append(ax.plot(minutes, line["value"], marker="o", color=colour, lw=1.4, ms=3)[0])
+        ax.fill_between(minutes, line["ci_low"].astype(float), line["ci_high"].astype(float), color=colour, alpha=0.12)
+        last = line.iloc[-1]
+        readings.append(f"{model}: {pct(last['value'])} [{pct(last['ci_low'])}, {pct(last['ci_high'])}] at step "
+                        f"{int(last['step'])} ({float(last['train_cpu_s']) / 60:.1f} CPU min)")
+    share_axis(ax, "generation accuracy from <bos>")
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("training CPU minutes")
+    legend_below(figure, handles, model_order(rows), "run")
+    title = "CFG learning curves: share of sampled strings the grammar accepts vs training CPU time"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_cfg_curve", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def qa_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -372,6 +398,7 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     if "n_params" not in rows.columns or rows["n_params"].isna().all():
         return missing("syn_capacity", SYNTHETIC, "capacity rows lack the extra column n_params")
     rows = rows.dropna(subset=["n_params"])
+    rows = rows[~junk_experiment(rows)]  # those have their own figure, syn_capacity_junk
     has_exposures = "exposures" in rows.columns and rows["exposures"].notna().any()
     groups = sorted(set(rows["exposures"].dropna())) if has_exposures else [None]
     precisions = ordered(rows["method"], ["fp32", "int8", "int4"])  # one line style per precision
@@ -399,6 +426,53 @@ def synthetic_capacity(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "Knowledge capacity: bits per parameter vs model size"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_capacity", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def junk_experiment(rows: pd.DataFrame) -> pd.Series:
+    """Capacity rows of a run with junk data or a domain token (train_capacity.py --junk/--domain)."""
+    junk = pd.to_numeric(rows["junk"], errors="coerce").fillna(0) > 0 if "junk" in rows.columns else False
+    domain = rows["domain"].astype(str).str.lower().isin(["true", "1"]) if "domain" in rows.columns else False
+    return pd.Series(junk | domain, index=rows.index, dtype=bool)
+
+
+def synthetic_capacity_junk(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 3.3's junk-data experiment: fp32 bits/param of the useful people per condition (no junk, junk,
+    junk + domain token), one panel per setting (size, people, exposures), the mean over seeds with its t interval."""
+    rows = select(data.results, task="capacity", metric="bits_per_param", method="fp32")
+    needed = ["condition", "width", "exposures", "n_params"]
+    if rows.empty or any(column not in rows.columns for column in needed):
+        return missing("syn_capacity_junk", SYNTHETIC, "no fp32 capacity rows with the columns " + ", ".join(needed))
+    rows = rows.dropna(subset=needed).assign(marked=junk_experiment(rows))
+    setting = ["n_layers", "width", "n_items", "exposures"]
+    settings = [key for key, part in rows.groupby(setting) if part["marked"].any()]
+    if not settings:
+        return missing("syn_capacity_junk", SYNTHETIC, "no capacity run with --junk or --domain")
+    figure = new_figure(max(7.0, 3.2 * len(settings) + 1.2), 3.8)
+    axes = figure.subplots(1, len(settings), squeeze=False, sharey=True).ravel()
+    readings = []
+    for ax, key in zip(axes, settings):
+        part = rows[(rows[setting] == pd.Series(key, index=setting)).all(axis=1)]
+        conditions = sorted(set(part["condition"]), key=lambda c: (("domain" in c), c != "no junk", c))
+        texts = []
+        for x, (condition, colour) in enumerate(zip(conditions, SERIES_PALETTE)):
+            values = part.loc[part["condition"] == condition, "value"].to_numpy(dtype=float)
+            low, high = t_interval(values)
+            ax.bar(x, values.mean(), color=colour, alpha=0.6, width=0.7)
+            ax.plot([x] * len(values), values, "o", color="black", ms=3)
+            if not math.isnan(low):
+                ax.errorbar(x, values.mean(), yerr=[[values.mean() - low], [high - values.mean()]], color="black", capsize=4)
+            interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+            texts.append(f"{condition} {values.mean():.2f}{interval} ({len(values)} seed{'s' * (len(values) > 1)})")
+        ax.set_xticks(range(len(conditions)), [c.replace(" + ", "\n+ ") for c in conditions], fontsize=8)
+        n_layers, width, people, exposures = (int(v) for v in key)
+        ax.set_title(f"{n_layers} x {width}, {people:,} people, {exposures:,} exposures", fontsize=9)
+        readings.append(f"{n_layers} x {width}, {people:,} people, {exposures:,} useful exposures: " + ", ".join(texts))
+    axes[0].set_ylabel("bits per parameter (useful people, fp32)")
+    axes[0].set_ylim(bottom=0)
+    title = "Knowledge capacity with junk data, and a domain token on useful biographies"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_capacity_junk", SYNTHETIC, title,
+                        "Mean over seeds, 95% t interval where there are 2 or more; " + "; ".join(readings) + ".")]
 
 
 CANON_ORDER = ["none", "A", "ABCD"]

@@ -13,6 +13,8 @@ pretraining that every run of the same pretraining settings shares: the sibling 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -22,12 +24,13 @@ import torch
 from layerprobe import parallel
 from layerprobe.errors import DataError, LayerprobeError
 from layerprobe.models import LoadedModel
-from layerprobe.results import atomic_write_text
+from layerprobe.results import ResultsFile, atomic_write_text, wilson_interval
 from layerprobe.synthetic import bios
 from layerprobe.synthetic.cfg import Grammar, get_grammar
 from layerprobe.synthetic.data import (
     FINETUNES, Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, finetune_tasks, pad, qa_docs, step_rng,
 )
+from layerprobe.synthetic.evaluate import cfg_generation
 from layerprobe.synthetic.train import build_model, load_trained, n_parameters, save_model, train, wrap
 from layerprobe.synthetic.vocab import Vocab
 
@@ -44,7 +47,7 @@ class RunConfig:
     batch: int = 32
     lr: float = 1e-3
     seed: int = 0
-    grammar: str = "small"  # cfg
+    grammar: str = "cfg3b"  # cfg: a name of cfg.GRAMMARS
     corrupted: float = 0.0  # cfg: share of training strings corrupted (cfg.corrupt)
     people: int = 400  # bios
     mode: str = "mixed"  # bios: mixed | pretrain-finetune
@@ -120,6 +123,19 @@ class RunConfig:
         return cls(**data)
 
 
+WORLD_DEFAULTS: dict[str, dict] = {
+    "cfg": dict(grammar="cfg3b", layers=4, width=64, heads=4, steps=2400, batch=16, lr=3e-3),
+}
+"""Each world's default size where it differs from RunConfig's field defaults. cfg: the paper's cfg3b at the
+CPU size that learnt fastest per CPU second of those measured; it does not reach the paper's accuracy
+(README, Physics of Language Models part 1: the learning curve and what > 0.9 would take)."""
+
+
+def default_config(world: str) -> RunConfig:
+    """The default run of a world (train_synthetic.py without size flags)."""
+    return RunConfig(world=world, **WORLD_DEFAULTS.get(world, {}))
+
+
 def validate(config: RunConfig) -> None:
     if config.world not in ("cfg", "bios"):
         raise LayerprobeError(f"unknown world '{config.world}' (cfg or bios)")
@@ -158,8 +174,42 @@ def _mixed_batches(bios_part: list, qa_part: list, batch: int, seed: int):
     return batch_fn
 
 
-def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "cpu", progress: bool = True) -> LoadedModel:
-    """Train (or resume, or just load) the run in `out_dir`; curves go to curve_dir/train_<name>.csv."""
+CURVE_SAMPLES = 50
+"""train_synthetic.py's default number of strings graded at each checkpoint of a cfg run's learning curve."""
+
+
+def cfg_curve_grader(model: torch.nn.Module, config: RunConfig, vocab: Vocab, results: ResultsFile, name: str,
+                     samples: int) -> Callable[[int], None]:
+    """`train`'s checkpoint hook for a cfg run's learning curve: generation accuracy from <bos> (the share of
+    `samples` strings, sampled at temperature 1, that the grammar accepts) with a Wilson interval, and the
+    training CPU seconds so far (this process's CPU time less the grading's, plus what an interrupted earlier
+    call had recorded)."""
+    grammar = config.grammar_()
+    frame = results.frame
+    earlier = float(frame["train_cpu_s"].astype(float).max()) if "train_cpu_s" in frame and len(frame) else 0.0
+    began, grading = time.process_time(), [0.0]
+
+    def grade_step(step: int) -> None:
+        unit = dict(model=name, task="cfg-curve", subtask=f"{config.grammar}/step={step}", method="sample")
+        if results.done(**unit):
+            return
+        start = time.process_time()
+        train_cpu = (0.0 if np.isnan(earlier) else earlier) + start - began - grading[0]
+        accepted = cfg_generation(wrap(model, vocab, name), grammar, vocab, samples, 0, config.seed).accepted
+        low, high = wilson_interval(accepted.sum(), len(accepted))
+        results.add([dict(unit, language="", layer=-1, n_layers=config.layers, metric="accuracy",
+                          value=float(accepted.mean()), n_items=len(accepted), ci_low=float(low), ci_high=float(high),
+                          step=step, train_cpu_s=round(train_cpu, 1))])
+        grading[0] += time.process_time() - start
+    return grade_step
+
+
+def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "cpu", progress: bool = True,
+              curve_samples: int = 0) -> LoadedModel:
+    """Train (or resume, or just load) the run in `out_dir`; curves go to curve_dir/train_<name>.csv.
+
+    `curve_samples` > 0 (cfg): grade every checkpoint's generation accuracy on that many samples, into
+    curve_dir/cfg-curve_<name>.csv (`cfg_curve_grader`)."""
     validate(config)
     vocab = config.vocab()
     model = new_model(config, vocab).to(device)  # bad shapes fail here, before anything is written
@@ -175,8 +225,10 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
         print(f"{name}: {n_parameters(model):,} parameters, {config.steps} steps of {config.batch} sequences")
     if config.world == "cfg":
         batch_fn = cfg_batches(config.grammar_(), vocab, config.batch, config.seed, config.corrupted)
+        grader = (cfg_curve_grader(model, config, vocab, ResultsFile(curve_dir / f"cfg-curve_{name}.csv"), name,
+                                   curve_samples) if curve_samples else None)
         train(model, batch_fn, config.steps, lr=config.lr, out_dir=out_dir,
-              curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress)
+              curve_csv=curve_dir / f"train_{name}.csv", desc=name, progress=progress, on_checkpoint=grader)
         return wrap(model, vocab, name)
     splits = config.qa_splits(population)
     stars = bios.celebrities(population, config.celebrities) if config.celebrities else None
