@@ -130,16 +130,22 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
             for method, peak in (("probe-trained", 0.95 - 0.05 * index), ("probe-random", 0.35)):
                 rows += layer_rows(outcomes(rising(4, 0.3, peak, 0.75), 80, rng), metric="accuracy", model=model,
                                    task=task, method=method, subtask=label)
+        if task == "bios":  # a non-augmented twin: its attributes are not readable at the name
+            for index, label in enumerate(names):
+                for method, peak in (("probe-trained", 0.5 if label.startswith("p-probe") else 0.1), ("probe-random", 0.3)):
+                    rows += layer_rows(outcomes(rising(4, 0.3, peak, 0.75), 80, rng), metric="accuracy",
+                                       model="bios-noaug-gpt-4l", task=task, method=method, subtask=label)
         if task == "igsm":
             for method, peak in (("vprobe-trained", 0.9), ("vprobe-random", 0.4)):
                 rows += layer_rows(outcomes(rising(4, 0.3, peak, 0.75), 80, rng), metric="accuracy", model=model,
                                    task=task, method=method, subtask="nece")
-    for condition, value in (("mixed/aug", 0.87), ("pretrain-finetune/noaug", 0.02), ("pretrain-finetune/aug", 0.95)):
+    for model, condition, value in (("bios-gpt-4l", "mixed/aug", 0.87), ("bios-noaug-gpt-4l", "mixed/noaug", 0.1),
+                                    ("bios-pf-gpt-4l", "pretrain-finetune/aug", 0.95)):
         for split, shift in (("train", 0.05), ("test", 0.0)):
             hits = [outcomes(np.array([min(1.0, value + shift + 0.02 * i)]), 50, rng)[0] for i in range(3)]
             for attribute, values in (("birth_city", hits[0]), ("university", hits[1]), ("major", hits[2]),
                                       ("all", np.concatenate(hits))):
-                rows.append(dict(summary(values, "bios-gpt-4l", "bios-qa", condition, split, "greedy"), attribute=attribute))
+                rows.append(dict(summary(values, model, "bios-qa", condition, split, "greedy"), attribute=attribute))
     for condition, value in (("root", 0.98), ("cut80", 0.9), ("cut80-corrupted", 0.4)):
         rows.append(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-generation", condition, "", "sample"))
         for metric, number in (("support_collision", 4950.0 if condition == "root" else 1650.0),

@@ -18,7 +18,7 @@ import plot_figures
 from layerprobe.cli import run
 from layerprobe.plots import colour_order
 from layerprobe.plots.common import MODEL_PALETTE, Canvas, load_data, overall
-from layerprobe.plots.physics import synthetic_training
+from layerprobe.plots.physics import bios_probe_table, synthetic_bios_probes, synthetic_training
 from layerprobe.results import atomic_write_csv, layer_rows
 from plot_data import JUNK_CONDITIONS, training_frame, write_all
 
@@ -30,12 +30,9 @@ EXPECTED = (
     + [f"s1_curves_{t}" for t in ("calculation", "mps-cal", "mps-rea", "xmps-cal", "xmps-rea", "factual", "truthfulqa",
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
-    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_training_bios", "syn_igsm_curve", "syn_qa",
-                                                                          "syn_igsm_finetune",
-                                                                          "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
-                                                                          "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity",
-                                                                          "syn_capacity_junk",
-                                                                          "syn_canon"]
+    + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_probes_bios_bios-noaug-gpt-4l", "syn_bios_probes"]
+    + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_finetune", "syn_qa", "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l",
+       "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity", "syn_capacity_junk", "syn_canon"]
 )
 
 
@@ -215,6 +212,32 @@ def test_wrong_schema_is_a_one_line_error_naming_file_and_column(tmp_path: Path,
     assert "bad.csv, line 3, field 'value': 'high' is not a number" in capsys.readouterr().err
 
 
+def test_bios_probe_figure_reads_each_condition_from_its_own_model(tmp_path: Path) -> None:
+    """Run "a" is augmented and "b" not, only their QA rows say so (names sort the other way); each
+    probe curve peaks at a known layer. The figure's rows must put each model under its own condition."""
+    curves = {("a", "q-probe"): [0.1, 0.9, 0.7], ("b", "q-probe"): [0.05, 0.2, 0.3],
+              ("a", "p-probe"): [0.1, 0.95, 0.9], ("b", "p-probe"): [0.1, 0.4, 0.6]}
+    rows = [dict(model=model, task="bios", subtask=f"{position}/major", language="", method=method, layer=layer,
+                 n_layers=2, metric="accuracy", value=value * (1 if method == "probe-trained" else 0.5), n_items=100,
+                 ci_low="", ci_high="")
+            for (model, position), values in curves.items() for method in ("probe-trained", "probe-random")
+            for layer, value in enumerate(values)]
+    rows += [dict(model=model, task="bios-qa", subtask=condition, language="test", method="greedy", layer=-1, n_layers=2,
+                  metric="accuracy", value=0.5, n_items=100, ci_low=0.4, ci_high=0.6, attribute="all")
+             for model, condition in (("a", "mixed/aug"), ("b", "mixed/noaug"))]
+    atomic_write_csv(tmp_path / "bios.csv", pd.DataFrame(rows))
+    data = load_data(tmp_path)
+    table = bios_probe_table(data.results).set_index(["condition", "init", "position"])
+    assert table.loc[("mixed/aug", "trained", "q-probe"), "value"] == pytest.approx(0.9)
+    assert table.loc[("mixed/aug", "trained", "q-probe"), "layer"] == 1
+    assert table.loc[("mixed/noaug", "trained", "q-probe"), ["layer", "value"]].tolist() == [2, pytest.approx(0.3)]
+    assert table.loc[("mixed/noaug", "random", "p-probe"), "value"] == pytest.approx(0.3)
+    [drawn] = synthetic_bios_probes(data, Canvas(tmp_path / "figures", dpi=50, formats=("png",)))
+    assert drawn.reading == ("mixed/noaug p-probe: major 60.0%; mixed/aug p-probe: major 95.0%; "
+                             "mixed/noaug q-probe: major 30.0%; mixed/aug q-probe: major 90.0%.")
+    assert drawn.files[0].exists()
+
+
 def test_vector_formats_and_training_reading(tmp_path: Path) -> None:
     curve = training_frame("a")
     atomic_write_csv(tmp_path / "train_a.csv", curve)
@@ -230,7 +253,7 @@ def test_model_colours_are_stable_and_pretrained_models_come_first(tmp_path: Pat
     write_all(tmp_path, DEPTHS)
     order = colour_order(load_data(tmp_path).results)
     assert order[:2] == [SECOND, FULL]  # shallow to deep, before the synthetic models
-    assert set(order[2:]) == {"cfg-gpt-4l", "bios-gpt-4l", "igsm-gpt-4l"}
+    assert set(order[2:]) == {"cfg-gpt-4l", "bios-gpt-4l", "bios-noaug-gpt-4l", "bios-pf-gpt-4l", "igsm-gpt-4l"}
     assert len(set(MODEL_PALETTE[: len(order)])) == len(order)
 
 

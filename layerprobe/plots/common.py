@@ -271,10 +271,12 @@ def plot_curve(ax: Axes, x: np.ndarray, curve: pd.DataFrame, colour: str, label:
 
 
 def heatmap(ax: Axes, matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str],
-            fmt: Callable[[float], str], fontsize: float, bold: np.ndarray | None = None) -> AxesImage:
-    """Coloured cells with their numbers; text turns white on dark cells; `bold` marks cells to stress."""
+            fmt: Callable[[float], str], fontsize: float, bold: np.ndarray | None = None,
+            limits: tuple[float, float] | None = None) -> AxesImage:
+    """Coloured cells with their numbers; text turns white on dark cells; `bold` marks cells to stress;
+    `limits`: the colour scale's ends (default: the matrix's range), e.g. (0, 1) to compare panels."""
     finite = matrix[np.isfinite(matrix)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    low, high = limits or ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     cmap = matplotlib.colormaps["YlGnBu"]

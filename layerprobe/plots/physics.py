@@ -14,10 +14,11 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, PercentFormatter
 
 from layerprobe.plots.common import (
-    SERIES_PALETTE, Canvas, Data, Outcome, depth, layer_axis, legend_below, missing, model_order, new_figure, ordered,
-    pct, safe_name, select, share_axis, subtask_sort_key,
+    SERIES_PALETTE, Canvas, Data, Outcome, depth, heatmap, layer_axis, legend_below, missing, model_order, new_figure,
+    ordered, pct, safe_name, select, share_axis, subtask_sort_key,
 )
 from layerprobe.results import t_interval
+from layerprobe.synthetic.bios import ATTRIBUTES
 
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
@@ -317,6 +318,75 @@ def synthetic_manipulation(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "Knowledge manipulation (part 3.2): accuracy per question and fine-tuning condition"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_manipulation", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+BIOS_POSITIONS = {"p-probe": "P-probe: before the first value", "p-probe-before": "P-probe: before each value",
+                  "q-probe": "Q-probe: the name alone"}
+"""bioS probe positions (subtask `<position>/<attribute>`, `evaluate.bios_probe_set`) and their panel titles."""
+
+
+def bios_conditions(results: pd.DataFrame) -> dict[str, str]:
+    """Model -> its bioS training condition ("mixed/aug"), read from its QA rows (task bios-qa, subtask =
+    the condition): the probe rows do not carry it. Models with none, or with several, are left out."""
+    qa = select(results, task="bios-qa")
+    conditions = qa.groupby("model")["subtask"].unique()
+    return {model: str(values[0]) for model, values in conditions.items() if len(values) == 1}
+
+
+def condition_key(condition: str) -> tuple:
+    """Order conditions by mode, the non-augmented before the augmented run, then the rest."""
+    mode, _, rest = condition.partition("/")
+    augment, _, extra = rest.partition("/")
+    return mode, augment != "noaug", augment, extra
+
+
+def bios_probe_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Best layer of every bioS probe curve: columns model, condition, init (trained / random),
+    position, attribute, layer, value, one row per curve, for the models whose condition is known."""
+    conditions = bios_conditions(results)
+    rows = select(results, task="bios", metric="accuracy")
+    rows = rows[(rows["layer"] >= 0) & rows["model"].isin(list(conditions)) & rows["subtask"].str.contains("/")]
+    if rows.empty:
+        return pd.DataFrame(columns=["model", "condition", "init", "position", "attribute", "layer", "value"])
+    rows = rows.assign(condition=rows["model"].map(conditions), init=[probe_kind(m)[1] for m in rows["method"]],
+                       position=rows["subtask"].str.split("/").str[0], attribute=rows["subtask"].str.split("/").str[1])
+    keys = ["model", "condition", "init", "position", "attribute"]
+    best = rows.loc[rows.groupby(keys)["value"].idxmax(), keys + ["layer", "value"]]  # idxmax: the earliest best layer
+    return best.reset_index(drop=True)
+
+
+def synthetic_bios_probes(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 3.1's probe comparison: one heatmap per probe position, a row per trained model (its condition,
+    e.g. mixed/noaug above mixed/aug) plus its random twin, a column per attribute, the cell the probe
+    accuracy at its best layer. The paper's claim: augmentation moves the attributes to the name."""
+    table = bios_probe_table(data.results)
+    if table.empty:
+        return missing("syn_bios_probes", SYNTHETIC, "no task 'bios' probe rows of a model with one bios-qa condition")
+    positions = ordered(table["position"], list(BIOS_POSITIONS))
+    attributes = ordered(table["attribute"], ATTRIBUTES)
+    models = sorted(set(table["model"]), key=lambda m: (condition_key(str(table.loc[table["model"] == m, "condition"].iloc[0])), m))
+    shared = table.groupby("condition")["model"].nunique()
+    lines = []
+    for init in ("trained", "random"):
+        for model in models:
+            condition = str(table.loc[table["model"] == model, "condition"].iloc[0])
+            name = condition if shared[condition] == 1 else f"{condition} ({model})"
+            lines.append((model, init, name if init == "trained" else f"{name}, random init"))
+    figure = new_figure(min(16.0, 3.2 * len(positions) + 2.0), 0.42 * len(lines) + 2.2)
+    axes = figure.subplots(1, len(positions), squeeze=False, sharey=True)[0]
+    readings = []
+    for ax, position in zip(axes, positions):
+        part = select(table, position=position).set_index(["model", "init", "attribute"])["value"]
+        matrix = np.array([[part.get((model, init, attribute), np.nan) for attribute in attributes]
+                           for model, init, _ in lines], dtype=float)
+        heatmap(ax, matrix, [label for *_, label in lines], [a.replace("_", "\n") for a in attributes],
+                lambda v: f"{v:.0%}", fontsize=7, limits=(0.0, 1.0))
+        ax.set_title(BIOS_POSITIONS.get(position, position), fontsize=9)
+        readings += [f"{label} {position}: " + ", ".join(f"{a} {pct(v)}" for a, v in zip(attributes, values))
+                     for (_, init, label), values in zip(lines, matrix) if init == "trained"]
+    title = "bioS P- and Q-probes: accuracy at the best layer per attribute, augmented vs not"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_bios_probes", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def synthetic_cfg_attention(data: Data, canvas: Canvas) -> list[Outcome]:
