@@ -188,6 +188,14 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
         for ops, value in (("ops=1", 0.3), ("ops=2", 0.1), ("all", 0.2)):
             rows.append(dict(summary(outcomes(np.array([value * step / 100]), 30, rng)[0], "igsm-gpt-4l", "igsm-curve",
                                      f"retry=0/l4w128/step={step}/{ops}", "train", "generation"), step=step, train_cpu_s=cpu))
+    for method, trainable, slope, backs in (("full", 1090000, 0.002, 0.2), ("lora8", 40000, 0.0, 0.0)):
+        for step in (0, 100, 200):
+            for split in ("train", "test"):
+                condition = f"ft={method}/retry=0.2/l4w128/step={step}/all"
+                rows.append(dict(summary(outcomes(np.array([0.3 + slope * step]), 60, rng)[0], f"igsm-ft{method}",
+                                         "igsm-finetune", condition, split, "generation"),
+                                 step=step, train_cpu_s=step * 0.6, retry=0.2, finetune=method, trainable_params=trainable))
+                rows.append(dict(rows[-1], metric="retry_share", value=backs * step / 200, ci_low="", ci_high=""))
     for step, cpu, value in ((100, 50.0, 0.3), (200, 110.0, 0.8)):
         rows.append(dict(summary(outcomes(np.array([value]), 100, rng)[0], "cfg-gpt-4l", "cfg-curve", f"cfg3b/step={step}",
                                  "", "sample"), step=step, train_cpu_s=cpu))

@@ -31,8 +31,9 @@ EXPECTED = (
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_probes_bios_bios-noaug-gpt-4l", "syn_bios_probes"]
-    + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry", "syn_igsm_decode", "syn_qa", "syn_manipulation",
-       "syn_cfg_attention_cfg-gpt-4l", "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity", "syn_capacity_junk", "syn_canon"]
+    + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry", "syn_igsm_decode", "syn_igsm_finetune", "syn_qa",
+       "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l", "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity",
+       "syn_capacity_junk", "syn_canon"]
 )
 
 
@@ -123,6 +124,17 @@ def test_size_comparison_reads_the_mean_over_tasks_at_the_last_layer(rendered: P
         per_task.append((part.value * part.n_items).sum() / part.n_items.sum())  # pooled over languages
     assert len(per_task) == 8
     assert f"{SECOND}: mean over 8 tasks {np.mean(per_task):.1%} at the last layer" in report_text(rendered)
+
+
+def test_igsm_finetune_reading_quotes_each_method_from_step_0_to_the_last_step(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / "synthetic.csv", keep_default_na=False)
+    lora = rows[(rows.task == "igsm-finetune") & (rows.finetune == "lora8") & (rows.language == "test")
+                & (rows.metric == "accuracy")]
+    lora = lora.assign(step=lora.step.astype(float), value=lora.value.astype(float)).sort_values("step")
+    assert list(lora.step) == [0, 100, 200]
+    expected = (f"lora8 p=0.2 (40,000 trainable) accuracy test: {lora.value.iloc[0]:.1%} at step 0, "
+                f"{lora.value.iloc[-1]:.1%} at step 200")
+    assert expected in report_text(rendered)
 
 
 def test_overall_pools_languages_by_item_count_and_prefers_subtask_all() -> None:

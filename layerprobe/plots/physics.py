@@ -23,7 +23,7 @@ from layerprobe.synthetic.bios import ATTRIBUTES
 SYNTHETIC_PROBE_TASKS = ["cfg", "bios", "igsm"]
 QA_TASKS = ["cfg-generation", "bios-qa", "bios-manipulation", "igsm-accuracy"]
 SYNTHETIC_TASKS = SYNTHETIC_PROBE_TASKS + QA_TASKS + ["capacity", "cfg-attention", "canon-khop", "igsm-curve", "cfg-curve",
-                                                      "igsm-decode", "igsm-decode-probe"]
+                                                      "igsm-decode", "igsm-decode-probe", "igsm-finetune"]
 
 SYNTHETIC = "Synthetic worlds: CFG, bioS, iGSM"
 
@@ -277,6 +277,47 @@ def synthetic_igsm_decode(data: Data, canvas: Canvas) -> list[Outcome]:
 
 def _method_rank(method: str) -> int:
     return 0 if method == "greedy" else 1 if method.startswith("beam") else 2
+
+
+def synthetic_igsm_finetune(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Part 2.2, LoRA vs full fine-tuning on retry data: greedy accuracy (training and test templates) and the
+    share of written steps that are [BACK] retries, against the fine-tuning step, one line per method."""
+    rows = select(data.results, task="igsm-finetune", metric=["accuracy", "retry_share"])
+    rows = rows[rows["subtask"].str.endswith("/all")]
+    needed = {"step", "finetune", "retry", "trainable_params"}
+    if rows.empty or not needed <= set(rows.columns):
+        return missing("syn_igsm_finetune", SYNTHETIC,
+                       "no igsm-finetune rows with step, finetune, retry, trainable_params (train_igsm.py --finetune-from)")
+    panels = [("accuracy", "train", "accuracy, training templates"), ("accuracy", "test", "accuracy, test templates"),
+              ("retry_share", "test", "[BACK] retries / steps written, test templates")]
+    figure = new_figure(12.5, 3.9)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    models = model_order(rows)
+    colours = (SERIES_PALETTE if len(models) <= len(SERIES_PALETTE)
+               else list(matplotlib.colormaps["viridis"](np.linspace(0, 0.95, len(models)))))
+    readings, handles = [], {}
+    for model, colour in zip(models, colours):
+        mine = select(rows, model=model)
+        first = mine.iloc[0]
+        label = f"{first['finetune']} p={float(first['retry']):g} ({int(float(first['trainable_params'])):,} trainable)"
+        for ax, (metric, split, _) in zip(axes, panels):
+            line = select(mine, metric=metric, language=split).sort_values("step")
+            if line.empty:
+                continue
+            steps = line["step"].astype(float)
+            handles[label] = ax.plot(steps, line["value"], marker="o", ms=3, lw=1.4, color=colour)[0]
+            ax.fill_between(steps, line["ci_low"].astype(float), line["ci_high"].astype(float), color=colour, alpha=0.12)
+            last = line.iloc[-1]
+            readings.append(f"{label} {metric} {split}: {pct(line['value'].iloc[0])} at step {int(steps.iloc[0])}, "
+                            f"{pct(last['value'])} at step {int(last['step'])}")
+    for ax, (_, _, title) in zip(axes, panels):
+        share_axis(ax, "share of problems" if title.startswith("accuracy") else "share of steps")
+        ax.set_xlabel("fine-tuning step")
+        ax.set_title(title, fontsize=8)
+    legend_below(figure, list(handles.values()), list(handles), "fine-tuning (retry rate p)")
+    title = "iGSM: LoRA vs full fine-tuning of an error-free model on retry data"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_igsm_finetune", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def synthetic_cfg_curve(data: Data, canvas: Canvas) -> list[Outcome]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +45,12 @@ class IGSMRun:
     curriculum: float = 0.25  # share of the steps (the first ones) on 1-operation problems only
     mask_mistakes: bool = False  # no loss on a retry's mistake tokens (its [BACK] stays trained)
     curve_every: int = 0  # steps between checkpoints graded for the learning curve (0: steps // 10)
+    finetune: str = ""  # a fine-tuning of run `start` ("full" or "lora<rank>"; igsm_finetune), "" when trained from scratch
+    start: str = ""  # the name of the run this one fine-tunes
 
     def name(self) -> str:
+        if self.finetune:
+            return f"{self.start}-ft{self.finetune}-retry{self.retry:g}-s{self.steps}{'-mask' if self.mask_mistakes else ''}"
         canon = f"-canon{self.canon}" if self.canon else ""
         extra = (f"-c{self.curriculum:g}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
         return (f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}"
@@ -54,7 +58,8 @@ class IGSMRun:
 
     def condition(self) -> str:
         """How the accuracy CSVs name this run's training condition."""
-        return f"retry={self.retry:g}/l{self.layers}w{self.width}"
+        finetune = f"ft={self.finetune}/" if self.finetune else ""
+        return f"{finetune}retry={self.retry:g}/l{self.layers}w{self.width}"
 
     def config(self) -> igsm.IGSMConfig:
         if self.preset not in igsm.PRESETS:
@@ -89,25 +94,30 @@ CURVE_PROBLEMS = 30
 """Training-template problems per number of operations graded at each checkpoint of the curve."""
 
 
-def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops: int = CURVE_PROBLEMS) -> Callable[[int], None]:
-    """`train`'s checkpoint hook: greedy accuracy by operations at that step, with the training CPU seconds so
-    far (this process's CPU time less the grading's, plus what an interrupted earlier call had recorded)."""
+def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops: int = CURVE_PROBLEMS,
+                 splits: Sequence[str] = ("train",), task: str = "igsm-curve", **extra: object) -> Callable[[int], None]:
+    """`train`'s checkpoint hook: greedy accuracy by operations at that step on the same problems of each
+    split every time, with the training CPU seconds so far (this process's CPU time less the grading's,
+    plus what an interrupted earlier call had recorded); rows (with `extra` columns) go to
+    `<data>/<task>_<run>.csv`, each step's once."""
     vocab = igsm_lm.make_vocab()
     config = run.config()
-    problems = igsm_lm.eval_problems(config, n_per_ops * (config.ops[1] - config.ops[0] + 1), "train", seed=run.seed)
-    results = ResultsFile(Path(data_dir) / f"igsm-curve_{run.name()}.csv")
+    n_problems = n_per_ops * (config.ops[1] - config.ops[0] + 1)
+    problems = {split: igsm_lm.eval_problems(config, n_problems, split, seed=run.seed) for split in splits}
+    results = ResultsFile(Path(data_dir) / f"{task}_{run.name()}.csv")
     earlier = results.frame["train_cpu_s"].astype(float).max() if "train_cpu_s" in results.frame else 0.0
     began, grading = time.process_time(), [0.0]
 
     def grade_step(step: int) -> None:
         condition = f"{run.condition()}/step={step}"
-        if results.done(model=run.name(), task="igsm-curve", subtask=f"{condition}/all"):
+        if all(results.done(model=run.name(), task=task, subtask=f"{condition}/all", language=split) for split in splits):
             return
         start = time.process_time()
         train_cpu = (0.0 if pd.isna(earlier) else earlier) + start - began - grading[0]
-        graded = igsm_lm.grade(problems, igsm_lm.solve(model, vocab, problems, progress=False), "train")
-        results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task="igsm-curve", step=step,
-                                          train_cpu_s=round(train_cpu, 1), retry=run.retry))
+        graded = pd.concat([igsm_lm.grade(chosen, igsm_lm.solve(model, vocab, chosen, progress=False), split)
+                            for split, chosen in problems.items()])
+        results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task=task, step=step,
+                                          train_cpu_s=round(train_cpu, 1), retry=run.retry, **extra))
         grading[0] += time.process_time() - start
     return grade_step
 

@@ -264,15 +264,17 @@ def train_run(config: RunConfig, out_dir: Path, curve_dir: Path, device: str = "
 EMBEDDINGS = {"llama": "embed_tokens", "gpt_neox": "embed_in", "gpt2": "wte"}
 
 
-def with_lora(model, rank: int):
-    """The model with peft LoRA adapters of `rank` (alpha = 2 * rank) on peft's default modules of its
-    architecture (Llama: q_proj and v_proj) and on the token embeddings; everything else frozen."""
+def with_lora(model, rank: int, targets: str | list[str] | None = None):
+    """The model with peft LoRA adapters of `rank` (alpha = 2 * rank) on `targets` (peft's module names, or
+    "all-linear": every attention and MLP projection, not the output head), by default on peft's default
+    modules of its architecture (Llama: q_proj and v_proj) and on the token embeddings; everything else frozen."""
     from peft import LoraConfig, get_peft_model
 
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
-    kind = model.config.model_type
-    targets = sorted(DEFAULTS[kind]) + [EMBEDDINGS[kind]]
+    if targets is None:
+        kind = model.config.model_type
+        targets = sorted(DEFAULTS[kind]) + [EMBEDDINGS[kind]]
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
 
 
