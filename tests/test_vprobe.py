@@ -48,10 +48,10 @@ def test_examples_are_balanced_and_labelled_by_the_graph():
         assert problem.can_next(defined)[name_index(problem, tokens[-3], tokens[-1])] == bool(example.label)
     for example in vprobe.examples(VOCAB, sample, "error"):
         tokens, problem = VOCAB.decode(example.ids), sample[example.problem]
-        written = tokens[len(igsm.prompt_tokens(problem)): -6]
+        written = tokens[len(igsm.prompt_tokens(problem)): -4]
         defined = set(igsm.check_solution(problem, written).defined)
-        mistake = not problem.can_next(defined)[name_index(problem, tokens[-5], tokens[-3])]
-        assert tokens[-6] == "define" and mistake == bool(example.label)
+        mistake = not problem.can_next(defined)[name_index(problem, tokens[-3], tokens[-1])]
+        assert tokens[-4] == "define" and mistake == bool(example.label)  # ends at the name, before the letter
 
 
 def test_untrained_update_reads_the_states_the_engine_reads():

@@ -15,7 +15,6 @@ costs no forward pass of its own (`probe_reads` counts its uses).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -169,8 +168,7 @@ def fit_error_probe(lm: LoadedModel, config: igsm.IGSMConfig, n_train: int, n_te
     """A rank-0 `error` V-probe on the model's own states at the end of the step's parameter name, its layer
     chosen on a quarter of the training problems held back, scored on held-out-template problems."""
     def made(problems: list[igsm.Problem], seed: int) -> list[vprobe.Example]:
-        # vprobe's examples end at the variable ("... as x"): cut them back to the parameter name
-        return [dataclasses.replace(e, ids=e.ids[:-2]) for e in vprobe.examples(lm.tokenizer, problems, "error", seed)]
+        return vprobe.examples(lm.tokenizer, problems, "error", seed)
 
     problems = vprobe.probe_problems(config, n_train, "train", seed)
     cut = max(1, n_train // 4)

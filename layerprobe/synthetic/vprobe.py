@@ -12,7 +12,9 @@ Labels, all balanced 50/50 so chance is 0.5 (one positive and one negative examp
 - nece: after the question, is parameter A needed for the answer?
 - can_next: after k solution steps, can A be computed next?
 - dep: after the question, is B a direct operand of A? (query "[PROBE] A 's B , C 's D")
-- error (retry data): at the variable token of a written step, is this step a mistake that [BACK] will undo?
+- error (retry data): at the end of a written step's parameter name ("define A 's B"), is this step a
+  mistake that [BACK] will undo? Read before the step's variable letter: with letters in solution order
+  (the cpu preset) a premature step's letter would give the answer away.
 The same probe on a randomly initialised model of the same shape is the baseline that shows the
 knowledge is learned rather than read off the query tokens.
 """
@@ -84,8 +86,8 @@ def examples(vocab: Vocab, problems: Sequence[igsm.Problem], label: str, seed: i
             wrong = [s for s, bad in zip(starts, written.mistakes) if bad]
             right = [s for s, bad in zip(starts, written.mistakes) if not bad]
             for start, value in _pair(rng, wrong, right):
-                # up to and including the step's variable: "define A 's B as x"
-                out.append(Example(vocab.encode(prompt + written.tokens[: start + 6], bos=True), value, number))
+                # up to the step's parameter name, before its letter: "define A 's B"
+                out.append(Example(vocab.encode(prompt + written.tokens[: start + 4], bos=True), value, number))
         else:
             raise ValueError(f"unknown label {label!r} (one of {LABELS})")
     return out
