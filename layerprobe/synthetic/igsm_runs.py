@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from layerprobe.errors import DataError, LayerprobeError
 from layerprobe.models import LoadedModel
 from layerprobe.results import ResultsFile, atomic_write_text
 from layerprobe.synthetic import igsm, igsm_lm
-from layerprobe.synthetic.train import build_model, load_trained, n_parameters, train, wrap
+from layerprobe.synthetic.train import TrainingClock, build_model, load_trained, n_parameters, train, wrap
 
 RUN_FILE = "igsm_run.json"
 
@@ -105,20 +104,18 @@ def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops
     n_problems = n_per_ops * (config.ops[1] - config.ops[0] + 1)
     problems = {split: igsm_lm.eval_problems(config, n_problems, split, seed=run.seed) for split in splits}
     results = ResultsFile(Path(data_dir) / f"{task}_{run.name()}.csv")
-    earlier = results.frame["train_cpu_s"].astype(float).max() if "train_cpu_s" in results.frame else 0.0
-    began, grading = time.process_time(), [0.0]
+    clock = TrainingClock(results.frame)
 
     def grade_step(step: int) -> None:
         condition = f"{run.condition()}/step={step}"
         if all(results.done(model=run.name(), task=task, subtask=f"{condition}/all", language=split) for split in splits):
             return
-        start = time.process_time()
-        train_cpu = (0.0 if pd.isna(earlier) else earlier) + start - began - grading[0]
-        graded = pd.concat([igsm_lm.grade(chosen, igsm_lm.solve(model, vocab, chosen, progress=False), split)
-                            for split, chosen in problems.items()])
-        results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task=task, step=step,
-                                          train_cpu_s=round(train_cpu, 1), retry=run.retry, **extra))
-        grading[0] += time.process_time() - start
+        train_cpu = clock.seconds()
+        with clock.grading():
+            graded = pd.concat([igsm_lm.grade(chosen, igsm_lm.solve(model, vocab, chosen, progress=False), split)
+                                for split, chosen in problems.items()])
+            results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task=task, step=step,
+                                              train_cpu_s=round(train_cpu, 1), retry=run.retry, **extra))
     return grade_step
 
 

@@ -13,7 +13,6 @@ pretraining that every run of the same pretraining settings shares: the sibling 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -31,7 +30,9 @@ from layerprobe.synthetic.data import (
     FINETUNES, Batch, bios_docs, cfg_batches, cfg_vocab, corpus_batches, finetune_tasks, pad, qa_docs, step_rng,
 )
 from layerprobe.synthetic.evaluate import cfg_generation
-from layerprobe.synthetic.train import build_model, load_trained, n_parameters, save_model, train, wrap
+from layerprobe.synthetic.train import (
+    TrainingClock, build_model, load_trained, n_parameters, save_model, train, wrap,
+)
 from layerprobe.synthetic.vocab import Vocab
 
 
@@ -188,22 +189,19 @@ def cfg_curve_grader(model: torch.nn.Module, config: RunConfig, vocab: Vocab, re
     training CPU seconds so far (this process's CPU time less the grading's, plus what an interrupted earlier
     call had recorded)."""
     grammar = config.grammar_()
-    frame = results.frame
-    earlier = float(frame["train_cpu_s"].astype(float).max()) if "train_cpu_s" in frame and len(frame) else 0.0
-    began, grading = time.process_time(), [0.0]
+    clock = TrainingClock(results.frame)
 
     def grade_step(step: int) -> None:
         unit = dict(model=name, task="cfg-curve", subtask=f"{config.grammar}/step={step}", method="sample")
         if results.done(**unit):
             return
-        start = time.process_time()
-        train_cpu = (0.0 if np.isnan(earlier) else earlier) + start - began - grading[0]
-        accepted = cfg_generation(wrap(model, vocab, name), grammar, vocab, samples, 0, config.seed).accepted
-        low, high = wilson_interval(accepted.sum(), len(accepted))
-        results.add([dict(unit, language="", layer=-1, n_layers=config.layers, metric="accuracy",
-                          value=float(accepted.mean()), n_items=len(accepted), ci_low=float(low), ci_high=float(high),
-                          step=step, train_cpu_s=round(train_cpu, 1))])
-        grading[0] += time.process_time() - start
+        train_cpu = clock.seconds()
+        with clock.grading():
+            accepted = cfg_generation(wrap(model, vocab, name), grammar, vocab, samples, 0, config.seed).accepted
+            low, high = wilson_interval(accepted.sum(), len(accepted))
+            results.add([dict(unit, language="", layer=-1, n_layers=config.layers, metric="accuracy",
+                              value=float(accepted.mean()), n_items=len(accepted), ci_low=float(low),
+                              ci_high=float(high), step=step, train_cpu_s=round(train_cpu, 1))])
     return grade_step
 
 

@@ -49,7 +49,8 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -68,6 +69,30 @@ from layerprobe.synthetic.vocab import Vocab
 
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 CURVE_COLUMNS = ["run", "step", "tokens", "loss", "lr"]
+
+
+class TrainingClock:
+    """Training CPU seconds at the checkpoints of a resumable run: this process's CPU time since the clock
+    started, less the time spent grading checkpoints, plus the seconds an interrupted earlier call had
+    recorded (the largest `train_cpu_s` in the run's curve rows)."""
+
+    def __init__(self, curve: pd.DataFrame):
+        earlier = curve["train_cpu_s"].astype(float).max() if "train_cpu_s" in curve and len(curve) else 0.0
+        self.earlier = 0.0 if pd.isna(earlier) else float(earlier)
+        self.began = time.process_time()
+        self.graded = 0.0
+
+    def seconds(self) -> float:
+        return self.earlier + time.process_time() - self.began - self.graded
+
+    @contextmanager
+    def grading(self) -> Iterator[None]:
+        """Time spent in this block is not training time."""
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.graded += time.process_time() - start
 
 
 def build_model(arch: str, vocab_size: int, n_layers: int, d_model: int, n_heads: int, max_len: int,
