@@ -115,12 +115,24 @@ def test_left_padded_generation_equals_greedy_full_forwards():
         assert generated[row, 5:].tolist() == sequence[len(prompt):]
 
 
-def test_a_kv_cache_is_refused():
-    model = canon_model("A")
+@pytest.mark.parametrize("canon", ["A", "ABCD"])
+def test_cached_steps_give_the_full_forwards_logits(canon):
+    """A KV cache plus each Canon layer's kept state: every cached step equals a full forward's last position,
+    with a left-padded row; a multi-token cached step is refused."""
+    model = canon_model(canon)
+    ids = torch.tensor([[7, 7, 1, 5, 6], [2, 9, 4, 8, 3]])
+    attention = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     with torch.no_grad():
-        cache = model(input_ids=torch.tensor([[1, 5, 6]]), use_cache=True).past_key_values
-        with pytest.raises(LayerprobeError, match="KV cache"):
-            model(input_ids=torch.tensor([[7]]), past_key_values=cache, use_cache=True)
+        output = model(input_ids=ids, attention_mask=attention, use_cache=True)
+        for new in ([11, 12], [13, 14], [15, 16], [17, 18]):
+            ids = torch.cat([ids, torch.tensor(new)[:, None]], dim=1)
+            attention = torch.cat([attention, torch.ones(2, 1, dtype=attention.dtype)], dim=1)
+            output = model(input_ids=ids[:, -1:], attention_mask=attention, past_key_values=output.past_key_values,
+                           use_cache=True)
+            full = logits(model, ids, attention_mask=attention)[:, -1]
+            assert torch.allclose(output.logits[:, -1], full, atol=1e-5)
+        with pytest.raises(LayerprobeError, match="one token at a time"):
+            model(input_ids=ids[:, -2:], past_key_values=output.past_key_values, use_cache=True)
 
 
 def test_trained_run_reloads_with_its_canon_layers(tmp_path):

@@ -19,8 +19,9 @@ reads any config), so `from_pretrained`, the engine's block hooks and the lens a
 "The 3 tokens before t" are the 3 nearest *earlier positions t may attend to*, read from the attention
 mask the model is given: plain causal order without a mask, pad tokens skipped with a 2-D padding mask
 (left-padded generation), and a candidate's own tokens then the prompt with the engine's packed 4-D
-block masks. A Canon model runs without a KV cache (a convolution state per layer would be needed):
-its generation config says use_cache=False, and a forward with a non-empty cache raises.
+block masks. With a KV cache (`use_cache=True`, which `generate` uses) each Canon layer also keeps a convolution
+state, the inputs of the 3 taps the next token will read, so a cached step costs one token's forward;
+a cached step takes one token at a time, and a reordered cache (HF beam search) is not supported.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class Canon(nn.Module):
     def __init__(self, channels: int, taps: dict):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(channels, KERNEL))  # [:, j]: the j-th previous token
-        self.taps = taps  # shared with the model: {"index": [B, T, KERNEL]} for the current forward
+        self.taps = taps  # shared with the model: {"index": [B, T, KERNEL], "mode": None | "fill" | "step"}
+        self.state: torch.Tensor | None = None  # [B, KERNEL - 1, C]: the next token's earlier taps, nearest first
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -89,15 +91,26 @@ class Canon(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        index = self.taps.get("index")
+        index, mode = self.taps.get("index"), self.taps.get("mode")
         weight = self.weight.to(hidden.dtype)
+        if mode == "step":  # one new token per row: its taps are itself and the kept state
+            if self.state is None or self.state.shape[0] != hidden.shape[0]:
+                raise LayerprobeError("a Canon model's cache was not filled by this batch's prompt")
+            window = torch.cat([hidden, self.state.to(hidden.dtype)], dim=1)  # [B, KERNEL, C], nearest first
+            self.state = window[:, : KERNEL - 1].detach()
+            return hidden + torch.einsum("bkc,ck->bc", window, weight)[:, None]
         if index is None:  # plain causal order (training): a padded depthwise conv1d, much faster than gathering
+            if mode == "fill":
+                last = nn.functional.pad(hidden[:, -(KERNEL - 1):].flip(1), (0, 0, 0, max(0, KERNEL - 1 - hidden.shape[1])))
+                self.state = last.detach()
             kernel = weight.flip(-1)[:, None, :]  # conv1d runs oldest tap first
             padded = nn.functional.pad(hidden.transpose(1, 2), (KERNEL - 1, 0))
             return hidden + nn.functional.conv1d(padded, kernel, groups=hidden.shape[-1]).transpose(1, 2)
         flat = index.clamp(min=0).reshape(hidden.shape[0], -1, 1).expand(-1, -1, hidden.shape[-1])
         gathered = hidden.gather(1, flat).view(*index.shape, hidden.shape[-1])  # [B, T, KERNEL, C]
         gathered = gathered * (index >= 0)[..., None].to(hidden.dtype)
+        if mode == "fill":  # the last token and its nearest visible predecessors: the next token's earlier taps
+            self.state = gathered[:, -1, : KERNEL - 1].detach()
         return hidden + torch.einsum("btkc,ck->btc", gathered, weight)
 
 
@@ -137,7 +150,7 @@ def _classes() -> tuple[type, type]:
 
         def __init__(self, canon: str = "", **kwargs):
             self.canon = canon_letters(canon)
-            kwargs["use_cache"] = False
+            kwargs["use_cache"] = False  # plain forwards (training, the engine) build no cache unless asked
             super().__init__(**kwargs)
 
     class CanonLlamaForCausalLM(LlamaForCausalLM):
@@ -147,7 +160,7 @@ def _classes() -> tuple[type, type]:
 
         def __init__(self, config: CanonLlamaConfig):
             super().__init__(config)
-            self.generation_config.use_cache = False
+            self.generation_config.use_cache = True
             self._canon_taps: dict = {}
             self.model.register_forward_pre_hook(self._set_taps, with_kwargs=True)
             self.model.register_forward_hook(self._clear_taps)
@@ -165,16 +178,21 @@ def _classes() -> tuple[type, type]:
 
         def _set_taps(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
             cache = kwargs.get("past_key_values")
-            if cache is not None and cache.get_seq_length() > 0:
-                raise LayerprobeError("a Canon model runs without a KV cache: call it with use_cache=False")
             ids = kwargs.get("input_ids", args[0] if args else None)
             reference = ids if ids is not None else kwargs["inputs_embeds"]
+            if cache is not None and cache.get_seq_length() > 0:
+                if reference.shape[1] != 1:
+                    raise LayerprobeError("a Canon model extends its KV cache one token at a time")
+                self._canon_taps.update(index=None, mode="step")
+                return
             mask = kwargs.get("attention_mask")
+            self._canon_taps["mode"] = "fill" if cache is not None or kwargs.get("use_cache") else None
             self._canon_taps["index"] = None if mask is None else previous_positions(
                 mask, reference.shape[0], reference.shape[1], reference.device)
 
         def _clear_taps(self, module: nn.Module, args: tuple, output: object) -> None:
             self._canon_taps.pop("index", None)
+            self._canon_taps.pop("mode", None)
 
         def _init_weights(self, module: nn.Module) -> None:
             super()._init_weights(module)
