@@ -33,7 +33,7 @@ from layerprobe.cli import run
 from layerprobe.errors import LayerprobeError
 from layerprobe.results import read_results
 from layerprobe.synthetic import igsm, igsm_finetune, igsm_lm
-from layerprobe.synthetic.igsm_runs import IGSMRun, grade_run, load_run, train_igsm, width_for_budget
+from layerprobe.synthetic.igsm_runs import IGSMRun, curve_table, grade_run, load_run, train_igsm, width_for_budget
 from layerprobe.synthetic.script_args import add_canon_arg, add_compute_args, compute_device
 from layerprobe.synthetic.train import n_parameters
 
@@ -61,6 +61,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="no loss on a retry's mistake tokens (its [BACK] stays trained); default: loss on everything")
     parser.add_argument("--curriculum", type=float, default=defaults.curriculum,
                         help="share of the steps, the first ones, on 1-operation problems only (default %(default)s)")
+    parser.add_argument("--curriculum-ops", type=int, choices=[0, 1], default=defaults.curriculum_ops,
+                        help="the curriculum's problems have this many to 1 operations (0: also questions about a "
+                             "constant, pure lookups in the problem text; default %(default)s)")
     parser.add_argument("--curve-every", type=int, default=defaults.curve_every,
                         help="steps between the checkpoints graded for the learning curve (default: steps/10)")
     parser.add_argument("--depths", type=int, nargs="+", default=None,
@@ -99,7 +102,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
     values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset",
-                                                 "canon", "curriculum", "mask_mistakes", "curve_every")}
+                                                 "canon", "curriculum", "curriculum_ops", "mask_mistakes",
+                                                 "curve_every")}
     if args.quick:
         values.update(QUICK)
     base = IGSMRun(**values)
@@ -148,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         lm = train_igsm(spec, Path(args.out), Path(args.data), device=device)
         if not parallel.is_main():  # the main process grades; the others wait for it in the next run's training
             continue
+        print(f"learning curve of {spec.name()} (training-template problems):")
+        print(curve_table(spec, Path(args.data)).round(3).to_string(index=False))
         path = grade_run(lm, spec, Path(args.data), n_eval)
         frame = read_results(path)
         summary.append(frame[frame["subtask"].str.endswith("/all")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -79,6 +80,20 @@ def test_answers_match_text_evaluation_and_checker(config):
         assert len(graph) == len(problem.params) and all(len(p.operands) <= config.max_operands for p in problem.params)
 
 
+def test_a_0_operation_problem_is_a_lookup_of_a_constant_or_a_copy_of_one():
+    config = dataclasses.replace(igsm.PRESETS["cpu"], ops=(0, 0))
+    queried = set()
+    for problem in problems(30, seed=2, config=config):
+        graph, query = parse_text(prompt_tokens(problem))
+        chain = [query]
+        while graph[chain[-1]][0] == "copy":
+            chain.append(graph[chain[-1]][1][0])
+        assert graph[chain[-1]][0] == "const" and problem.operations == 0
+        assert check_solution(problem, solution_tokens(problem).tokens).correct
+        queried.add(len(chain))
+    assert 1 in queried and max(queried) > 1  # constants and copies of them
+
+
 def test_variables_are_ordered_in_the_cpu_preset_and_random_in_the_paper_preset():
     for problem in problems(20, seed=6, config=igsm.PRESETS["cpu"]):
         letters = [step[5] for step in _step_texts(solution_tokens(problem).tokens)]
@@ -86,6 +101,18 @@ def test_variables_are_ordered_in_the_cpu_preset_and_random_in_the_paper_preset(
         assert sorted(problem.variables) == sorted(set(problem.variables))  # distinct, also for unneeded ones
     first_letters = {_step_texts(solution_tokens(p).tokens)[0][5] for p in problems(30, seed=6, config=igsm.PRESETS["paper"])}
     assert len(first_letters) > 5
+
+
+def test_an_item_names_its_parameter_alone_in_the_cpu_preset_not_in_the_paper_preset():
+    def items_with_two_owners(config: igsm.IGSMConfig) -> int:
+        count = 0
+        for problem in problems(60, seed=4, config=config):
+            graph, _ = parse_text(prompt_tokens(problem))
+            items = [item for _, item in graph]
+            count += len(items) - len(set(items))
+        return count
+    assert items_with_two_owners(igsm.PRESETS["cpu"]) == 0
+    assert items_with_two_owners(igsm.PRESETS["paper"]) > 20
 
 
 def test_checker_rejects_wrong_solutions_and_flags_unnecessary_steps():

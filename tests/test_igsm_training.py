@@ -56,6 +56,11 @@ def test_mask_mistakes_drops_exactly_the_mistake_tokens_and_the_curriculum_start
         # each operation is written twice in the solution: "x = a + b = 3 + 4 = 7"
         operations = [sum(t[t.index("solution"):].count(symbol) for symbol in "+-*") / 2 for t in texts]
         assert (set(operations) == {1}) == single
+    lookups = igsm_lm.batch_fn(VOCAB, CONFIG, batch_size=8, seed=4, warmup_steps=3, warmup_min_ops=0)
+    for step, easy in ((0, True), (1, True), (3, False)):
+        texts = [VOCAB.decode(row) for row in lookups(step)[0].tolist()]
+        operations = {sum(t[t.index("solution"):].count(symbol) for symbol in "+-*") / 2 for t in texts}
+        assert (operations <= {0, 1}) == easy and (0 in operations) == easy
 
 
 def test_the_checkpoint_hook_writes_a_learning_curve(tmp_path):

@@ -67,13 +67,16 @@ class IGSMConfig:
     test_percent: int = 20  # share of solution templates held out for testing
     modulus: int = MOD  # arithmetic mod this prime (<= MOD); small = few arithmetic facts to learn
     ordered_variables: bool = False  # letters a, b, c, ... in solution order (paper: a random letter each)
+    max_owners: int = 2  # items of the layer above that own an item (1: an item names its parameter alone)
 
 
 PRESETS = {
     # The CPU preset keeps the reasoning (which parameters, in which order, from which operands) and removes two
     # bottlenecks that are not the point at CPU scale: arithmetic mod 5 (25 facts per operation instead of
-    # 529, which a small model learns slowly) and letters in solution order (no bookkeeping of used letters).
-    "cpu": IGSMConfig(modulus=5, ordered_variables=True),
+    # 529, which a small model learns slowly), letters in solution order (no bookkeeping of used letters),
+    # and one owner per item, so a parameter's item alone finds its sentence in the problem text (a lookup
+    # keyed on two tokens, "A 's B", was the slowest skill to learn); 2-4 items per layer keep the size.
+    "cpu": IGSMConfig(width=(2, 4), modulus=5, ordered_variables=True, max_owners=1),
     "paper": IGSMConfig(depth=(2, 4), width=(2, 4), max_params=20, max_operands=4, ops=(1, 10)),
 }
 
@@ -160,7 +163,7 @@ def _structure_edges(rng: random.Random, config: IGSMConfig) -> list[tuple[str, 
     edges = []
     for upper, lower in zip(layers, layers[1:]):
         for item in lower:
-            for owner in rng.sample(upper, rng.randint(1, min(2, len(upper)))):
+            for owner in rng.sample(upper, rng.randint(1, min(config.max_owners, len(upper)))):
                 edges.append((owner, item))
     rng.shuffle(edges)
     return edges
@@ -199,7 +202,9 @@ def evaluate(op: str, values: Sequence[int], modulus: int = MOD) -> int:
 
 
 def sample_problem(rng: random.Random, config: IGSMConfig = IGSMConfig(), split: str | None = None) -> Problem:
-    """Draw a problem whose difficulty is uniform over `config.ops` (and in the given split, if any)."""
+    """Draw a problem whose difficulty is uniform over `config.ops` (and in the given split, if any).
+
+    A 0-operation problem asks for a constant or a copy of one: its solution is a lookup in the text."""
     target = rng.randint(*config.ops)
     while True:
         edges = _structure_edges(rng, config)[: config.max_params]
@@ -208,7 +213,7 @@ def sample_problem(rng: random.Random, config: IGSMConfig = IGSMConfig(), split:
         params = _dependency_graph(rng, edges, config)
         order = list(range(len(params)))
         rng.shuffle(order)
-        problems = [Problem(params, order, query, []) for query, p in enumerate(params) if p.op != "const"]
+        problems = [Problem(params, order, query, []) for query, p in enumerate(params) if p.op != "const" or not target]
         problems = [problem for problem in problems if problem.operations == target]
         if not problems:
             continue

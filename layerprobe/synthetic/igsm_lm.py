@@ -39,14 +39,17 @@ def training_example(vocab: Vocab, problem: igsm.Problem, rng: random.Random, re
 
 
 def batch_fn(vocab: Vocab, config: igsm.IGSMConfig, batch_size: int, seed: int = 0, retry_p: float = 0.0,
-             mask_mistakes: bool = False, warmup_steps: int = 0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+             mask_mistakes: bool = False, warmup_steps: int = 0,
+             warmup_min_ops: int | None = None) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
     """Step -> (ids [B, T] right-padded, loss mask [B, T] on solution tokens) of training-split problems.
 
-    The first `warmup_steps` steps draw 1-operation problems only (the curriculum), the rest draw the
-    number of operations uniformly from `config.ops`. A pure function of the step, as `train` requires
-    for exact resumes.
+    The first `warmup_steps` steps (the curriculum) draw problems of `warmup_min_ops` (default: the least
+    of `config.ops`) to `config.ops[0]` operations, uniformly; 0 adds questions about a constant, pure
+    lookups in the text. The rest draw the number of operations uniformly from `config.ops`. A pure
+    function of the step, as `train` requires for exact resumes.
     """
-    first = dataclasses.replace(config, ops=(config.ops[0], config.ops[0]))
+    low = config.ops[0] if warmup_min_ops is None else warmup_min_ops
+    first = dataclasses.replace(config, ops=(low, config.ops[0]))
 
     def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = random.Random(f"igsm-train/{seed}/{step}")

@@ -41,7 +41,8 @@ class IGSMRun:
     retry: float = 0.0  # probability of a retry step (part 2.2)
     preset: str = "cpu"  # igsm.PRESETS key
     canon: str = ""  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon)
-    curriculum: float = 0.25  # share of the steps (the first ones) on 1-operation problems only
+    curriculum: float = 0.25  # share of the steps (the first ones) on the easiest problems only
+    curriculum_ops: int = 1  # the curriculum draws curriculum_ops..1 operations (0: also lookups of a constant)
     mask_mistakes: bool = False  # no loss on a retry's mistake tokens (its [BACK] stays trained)
     curve_every: int = 0  # steps between checkpoints graded for the learning curve (0: steps // 10)
     finetune: str = ""  # a fine-tuning of run `start` ("full" or "lora<rank>"; igsm_finetune), "" when trained from scratch
@@ -51,7 +52,8 @@ class IGSMRun:
         if self.finetune:
             return f"{self.start}-ft{self.finetune}-retry{self.retry:g}-s{self.steps}{'-mask' if self.mask_mistakes else ''}"
         canon = f"-canon{self.canon}" if self.canon else ""
-        extra = (f"-c{self.curriculum:g}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
+        lookups = "-lookups" if self.curriculum and self.curriculum_ops == 0 else ""
+        extra = (f"-c{self.curriculum:g}{lookups}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
         return (f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}"
                 f"-s{self.steps}{extra}")
 
@@ -119,6 +121,17 @@ def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops
     return grade_step
 
 
+def curve_table(run: IGSMRun, data_dir: Path) -> pd.DataFrame:
+    """The learning curve to print: per graded step, training CPU seconds, accuracy by operations and overall,
+    and the share of needed steps written validly (training-template problems)."""
+    frame = pd.read_csv(Path(data_dir) / f"igsm-curve_{run.name()}.csv")
+    frame["part"] = frame["subtask"].str.rsplit("/", n=1).str[-1]
+    frame = frame[(frame["metric"] == "accuracy") | ((frame["metric"] == "step_share") & (frame["part"] == "all"))]
+    frame["column"] = frame["metric"].str.replace("accuracy", "acc") + " " + frame["part"]
+    table = frame.pivot_table(index=["step", "train_cpu_s"], columns="column", values="value")
+    return table.reset_index()
+
+
 def train_igsm(run: IGSMRun, out_root: Path, data_dir: Path, device: str = "cpu", progress: bool = True) -> LoadedModel:
     """Train (or resume, or reload) a run, grading the learning curve at each checkpoint; returns the trained
     model wrapped for the engine."""
@@ -126,7 +139,8 @@ def train_igsm(run: IGSMRun, out_root: Path, data_dir: Path, device: str = "cpu"
     vocab = igsm_lm.make_vocab()
     model = run.build(len(vocab)).to(device)
     batches = igsm_lm.batch_fn(vocab, run.config(), run.batch, seed=run.seed, retry_p=run.retry,
-                               mask_mistakes=run.mask_mistakes, warmup_steps=round(run.curriculum * run.steps))
+                               mask_mistakes=run.mask_mistakes, warmup_steps=round(run.curriculum * run.steps),
+                               warmup_min_ops=run.curriculum_ops)
     every = run.curve_every or max(1, run.steps // 10)
     train(model, batches, steps=run.steps, lr=run.lr, out_dir=out, curve_csv=Path(data_dir) / f"train_{run.name()}.csv",
           desc=run.name(), progress=progress, checkpoint_every=every, log_every=min(every, max(1, run.steps // 100)),
