@@ -152,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         lm = train_igsm(spec, Path(args.out), Path(args.data), device=device)
         if not parallel.is_main():  # the main process grades; the others wait for it in the next run's training
             continue
-        print(f"learning curve of {spec.name()} (training-template problems):")
-        print(curve_table(spec, Path(args.data)).round(3).to_string(index=False))
+        curve = curve_table(spec, Path(args.data))
+        if curve is not None:
+            print(f"learning curve of {spec.name()} (training-template problems):")
+            print(curve.round(3).to_string(index=False))
         path = grade_run(lm, spec, Path(args.data), n_eval)
         frame = read_results(path)
         summary.append(frame[frame["subtask"].str.endswith("/all")])

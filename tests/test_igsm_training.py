@@ -13,7 +13,7 @@ from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from layerprobe.results import read_results
 from layerprobe.synthetic import capacity, igsm, igsm_lm
-from layerprobe.synthetic.igsm_runs import IGSMRun, curve_grader, width_for_budget
+from layerprobe.synthetic.igsm_runs import IGSMRun, curve_grader, curve_table, width_for_budget
 from layerprobe.synthetic.train import build_model, n_parameters, train
 
 VOCAB = igsm_lm.make_vocab()
@@ -74,6 +74,11 @@ def test_the_checkpoint_hook_writes_a_learning_curve(tmp_path):
     assert set(frame[frame["metric"] == "accuracy"]["n_items"]) == {2, 6}  # per ops level, and all 6
     cpu = frame.groupby("step")["train_cpu_s"].max()
     assert 0 <= cpu[2] <= cpu[4]
+    tokens = frame[frame["metric"] == "token_accuracy"]
+    solution_tokens = sum(len(igsm.solution_tokens(p).tokens) for p in igsm_lm.eval_problems(CONFIG, 6, "train"))
+    assert tokens.groupby("step")["n_items"].sum().tolist() == [solution_tokens] * 2  # every solution token, once
+    table = curve_table(run, tmp_path)
+    assert table["step"].tolist() == [2, 4] and "tf token=name" in table.columns and "acc ops=3" in table.columns
 
 
 def test_a_tiny_run_lowers_the_loss():
@@ -132,3 +137,52 @@ def test_depth_sweep_widths_keep_the_parameter_count(layers):
         count = n_parameters(dataclasses.replace(base, layers=layers, width=width).build(len(VOCAB)))
     assert width % (2 * base.heads) == 0
     assert abs(count - budget) / budget < 0.15
+
+
+class Scripted(torch.nn.Module):
+    """A stand-in LM: for each known sequence, one-hot logits of the scripted next tokens after the prompt."""
+
+    def __init__(self, scripts: dict[tuple, list[int]], vocab_size: int):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.scripts, self.vocab_size = scripts, vocab_size
+
+    def forward(self, input_ids: torch.Tensor):
+        prompt, predicted = next((len(p), nxt) for p, nxt in self.scripts.items() if tuple(input_ids[0, :len(p)].tolist()) == p)
+        logits = torch.zeros(1, input_ids.shape[1], self.vocab_size)
+        for offset, token in enumerate(predicted):
+            logits[0, prompt - 1 + offset, token] = 1.0
+        return type("Output", (), {"logits": logits})()
+
+
+def test_token_accuracy_tells_a_keyed_lookup_from_copying_a_number_of_the_text():
+    """A model that writes the solution but, for a constant, copies the first number of the text: right on
+    every text with one constant, right 1/k of the time on average with k, and right on everything else."""
+    rng = random.Random(0)
+    problems = [igsm.sample_problem(rng, CONFIG, split="train") for _ in range(60)]
+    exact, copier = {}, {}
+    for problem in problems:
+        prompt_tokens = igsm.prompt_tokens(problem)
+        prompt = tuple(VOCAB.encode(prompt_tokens, bos=True))
+        truth = igsm.solution_tokens(problem).tokens
+        first_number = next(t for t in prompt_tokens if t.isdigit())
+        copied = [first_number if kind.startswith("constant value") else token
+                  for (kind, _), token in zip(igsm_lm.token_kinds(problem), truth)]
+        exact[prompt], copier[prompt] = VOCAB.encode(truth), VOCAB.encode(copied)
+    perfect = igsm_lm.token_accuracy(Scripted(exact, len(VOCAB)), VOCAB, problems).set_index("kind")
+    assert (perfect["correct"] == perfect["n"]).all()
+    assert {"name", "constant value k=1", "constant value k=2", "operation", "operand letter", "operand value",
+            "result", "copy value", "format"} <= set(perfect.index)
+    copying = igsm_lm.token_accuracy(Scripted(copier, len(VOCAB)), VOCAB, problems).set_index("kind")
+    share = copying["correct"] / copying["n"]
+    assert share["constant value k=1"] == 1.0 and 0.2 < share["constant value k=2"] < 0.9
+    assert (share.drop([k for k in share.index if k.startswith("constant value")]) == 1.0).all()
+
+
+def test_any_needed_parameter_computable_now_is_a_right_name():
+    problem = next(p for p in (igsm.sample_problem(random.Random(s), CONFIG) for s in range(200))
+                   if sum(not p.params[i].operands for i in p.nece) >= 2)
+    kinds = igsm_lm.token_kinds(problem)
+    first_owner = kinds[1]
+    constants = {problem.params[i].owner for i in problem.nece if not problem.params[i].operands}
+    assert first_owner[0] == "name" and first_owner[1] == constants and len(kinds) == len(igsm.solution_tokens(problem).tokens)

@@ -153,3 +153,66 @@ def _row(model: str, task: str, subtask: str, split: str, n_layers: int, metric:
     return {"model": model, "task": task, "subtask": subtask, "language": split, "method": "generation", "layer": -1,
             "n_layers": n_layers, "metric": metric, "value": value, "n_items": n_items, "ci_low": float(low),
             "ci_high": float(high), **extra}
+
+
+def token_kinds(problem: igsm.Problem) -> list[tuple[str, set[str] | None]]:
+    """Per token of the shortest solution: what predicting it takes, and the set of right answers where more
+    than one is right (the next parameter's owner and item: any needed parameter computable now).
+
+    Kinds: "name" (choosing the next parameter), "constant value k=<k>" (a constant's value, read from a text
+    holding k constants, k = 1, 2, 3+: copying *a* number is right 1/k of the time, the keyed lookup always),
+    "operation" (the operator, read from the parameter's sentence), "operand letter" (its operands' letters),
+    "operand value" and "copy value" (earlier values, by letter), "result" (arithmetic), "format" (the rest).
+    """
+    constants = sum(param.op == "const" for param in problem.params)
+    constant_kind = f"constant value k={constants if constants < 3 else '3+'}"
+    kinds: list[tuple[str, set[str] | None]] = []
+    defined: set[int] = set()
+    for index in problem.solution_order:
+        param = problem.params[index]
+        ready = [i for i in problem.nece if i not in defined and all(j in defined for j in problem.params[i].operands)]
+        owners = {problem.params[i].owner for i in ready}
+        items = {problem.params[i].item for i in ready if problem.params[i].owner == param.owner}
+        binary = param.op not in ("const", "copy")
+        for position in range(len(igsm.step_tokens(problem, index))):
+            kind = "format"
+            if position in (1, 3):
+                kind = "name"
+            elif position == 10:
+                kind = constant_kind if param.op == "const" else "operand letter"
+            elif position == 11 and binary:
+                kind = "operation"
+            elif position == 12:
+                kind = "copy value" if param.op == "copy" else "operand letter"
+            elif binary and position in (14, 16):
+                kind = "operand value"
+            elif binary and position == 18:
+                kind = "result"
+            kinds.append((kind, owners if position == 1 else items if position == 3 else None))
+        defined.add(index)
+    return kinds
+
+
+@torch.no_grad()
+def token_accuracy(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem]) -> pd.DataFrame:
+    """Teacher-forced accuracy of the argmax next token on each problem's shortest solution, by `token_kinds`
+    kind: columns kind, correct, n. Shows which skill a model lacks where the greedy accuracy is only 0."""
+    model.eval()
+    device = next(model.parameters()).device
+    counts: dict[str, list[int]] = {}
+    for problem in problems:
+        prompt = vocab.encode(igsm.prompt_tokens(problem), bos=True)
+        solution = igsm.solution_tokens(problem).tokens
+        ids = torch.tensor([prompt + vocab.encode(solution)], device=device)
+        predicted = vocab.decode(model(input_ids=ids).logits[0, len(prompt) - 1: -1].argmax(-1).tolist(), skip_special=False)
+        for (kind, right), guess, truth in zip(token_kinds(problem), predicted, solution):
+            tally = counts.setdefault(kind, [0, 0])
+            tally[0] += guess in right if right is not None else guess == truth
+            tally[1] += 1
+    return pd.DataFrame([{"kind": kind, "correct": c, "n": n} for kind, (c, n) in sorted(counts.items())])
+
+
+def token_rows(frame: pd.DataFrame, model: str, condition: str, n_layers: int, task: str, **extra: object) -> list[dict]:
+    """Schema rows of a `token_accuracy` frame: metric token_accuracy, subtask "<condition>/token=<kind>"."""
+    return [_row(model, task, f"{condition}/token={row.kind}", "train", n_layers, "token_accuracy", row.correct / row.n,
+                 int(row.n), *wilson_interval(row.correct, row.n), extra) for row in frame.itertuples()]

@@ -98,9 +98,10 @@ CURVE_PROBLEMS = 30
 def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops: int = CURVE_PROBLEMS,
                  splits: Sequence[str] = ("train",), task: str = "igsm-curve", **extra: object) -> Callable[[int], None]:
     """`train`'s checkpoint hook: greedy accuracy by operations at that step on the same problems of each
-    split every time, with the training CPU seconds so far (this process's CPU time less the grading's,
-    plus what an interrupted earlier call had recorded); rows (with `extra` columns) go to
-    `<data>/<task>_<run>.csv`, each step's once."""
+    split every time, and the teacher-forced accuracy by token kind on the first split's (`token_accuracy`),
+    with the training CPU seconds so far (this process's CPU time less the grading's, plus what an
+    interrupted earlier call had recorded); rows (with `extra` columns) go to `<data>/<task>_<run>.csv`,
+    each step's once."""
     vocab = igsm_lm.make_vocab()
     config = run.config()
     n_problems = n_per_ops * (config.ops[1] - config.ops[0] + 1)
@@ -116,19 +117,31 @@ def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops
         with clock.grading():
             graded = pd.concat([igsm_lm.grade(chosen, igsm_lm.solve(model, vocab, chosen, progress=False), split)
                                 for split, chosen in problems.items()])
-            results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task=task, step=step,
-                                              train_cpu_s=round(train_cpu, 1), retry=run.retry, **extra))
+            kinds = igsm_lm.token_accuracy(model, vocab, problems[splits[0]])
+            columns = dict(step=step, train_cpu_s=round(train_cpu, 1), retry=run.retry, **extra)
+            results.add(igsm_lm.accuracy_rows(graded, run.name(), condition, run.layers, task=task, **columns)
+                        + igsm_lm.token_rows(kinds, run.name(), condition, run.layers, task, **columns))
     return grade_step
 
 
-def curve_table(run: IGSMRun, data_dir: Path) -> pd.DataFrame:
+def curve_table(run: IGSMRun, data_dir: Path) -> pd.DataFrame | None:
     """The learning curve to print: per graded step, training CPU seconds, accuracy by operations and overall,
-    and the share of needed steps written validly (training-template problems)."""
-    frame = pd.read_csv(Path(data_dir) / f"igsm-curve_{run.name()}.csv")
+    the share of needed steps written validly, and the teacher-forced ("tf") accuracy of three skills: naming
+    a next parameter, a constant's value where the text holds 2+ constants (the keyed lookup) and the
+    operand letters (training-template problems). None when `data_dir` holds no curve of the run."""
+    path = Path(data_dir) / f"igsm-curve_{run.name()}.csv"
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path)
     frame["part"] = frame["subtask"].str.rsplit("/", n=1).str[-1]
-    frame = frame[(frame["metric"] == "accuracy") | ((frame["metric"] == "step_share") & (frame["part"] == "all"))]
-    frame["column"] = frame["metric"].str.replace("accuracy", "acc") + " " + frame["part"]
-    table = frame.pivot_table(index=["step", "train_cpu_s"], columns="column", values="value")
+    lookups = frame["part"].isin(["token=constant value k=2", "token=constant value k=3+"])
+    frame.loc[lookups, "part"] = "token=constant value k>=2"
+    frame = frame[(frame["metric"] == "accuracy") | ((frame["metric"] == "step_share") & (frame["part"] == "all"))
+                  | frame["part"].isin(["token=name", "token=constant value k>=2", "token=operand letter"])]
+    frame["column"] = frame["metric"].str.replace("token_accuracy", "tf").str.replace("accuracy", "acc") + " " + frame["part"]
+    frame = frame.assign(hits=frame["value"] * frame["n_items"])  # pooled over kinds by their counts
+    sums = frame.groupby(["step", "train_cpu_s", "column"])[["hits", "n_items"]].sum()
+    table = (sums["hits"] / sums["n_items"]).unstack("column")
     return table.reset_index()
 
 
