@@ -115,6 +115,20 @@ def test_an_item_names_its_parameter_alone_in_the_cpu_preset_not_in_the_paper_pr
     assert items_with_two_owners(igsm.PRESETS["paper"]) > 20
 
 
+def test_cpu_steps_are_short_paper_steps_long_and_the_checker_reads_both():
+    cpu = problems(20, seed=8, config=igsm.PRESETS["cpu"])
+    for problem in cpu:
+        steps = _step_texts(solution_tokens(problem).tokens)
+        assert all(step[4] == "as" and step[6] == "=" and ";" not in step for step in steps)
+        longer = [token for step in steps for token in step[:6] + [";", "so", step[5]] + step[6:]]
+        assert check_solution(problem, longer).correct  # the same solution written the paper's way
+        wrong = [token for step in steps for token in step]
+        wrong[wrong.index(".") - 1] = str((int(wrong[wrong.index(".") - 1]) + 1) % 5)  # the first step's value
+        assert not check_solution(problem, wrong).correct
+    for problem in problems(10, seed=8, config=igsm.PRESETS["paper"]):
+        assert all(step[6:9] == [";", "so", step[5]] for step in _step_texts(solution_tokens(problem).tokens))
+
+
 def test_checker_rejects_wrong_solutions_and_flags_unnecessary_steps():
     problem = next(p for p in problems(50, seed=1)
                    if len(p.nece) >= 2 and any(i not in p.nece and not q.operands for i, q in enumerate(p.params)))

@@ -68,6 +68,7 @@ class IGSMConfig:
     modulus: int = MOD  # arithmetic mod this prime (<= MOD); small = few arithmetic facts to learn
     ordered_variables: bool = False  # letters a, b, c, ... in solution order (paper: a random letter each)
     max_owners: int = 2  # items of the layer above that own an item (1: an item names its parameter alone)
+    short_steps: bool = False  # steps without "; so x": "define A 's B as x = 3 ." (paper: "... as x ; so x = 3 .")
 
 
 PRESETS = {
@@ -76,7 +77,9 @@ PRESETS = {
     # 529, which a small model learns slowly), letters in solution order (no bookkeeping of used letters),
     # and one owner per item, so a parameter's item alone finds its sentence in the problem text (a lookup
     # keyed on two tokens, "A 's B", was the slowest skill to learn); 2-4 items per layer keep the size.
-    "cpu": IGSMConfig(width=(2, 4), modulus=5, ordered_variables=True, max_owners=1),
+    # Short steps put the parameter's name within a Canon layer's reach (3 tokens) of the "=" after which
+    # its value is written, so the value's lookup in the text becomes a one-layer lookup.
+    "cpu": IGSMConfig(width=(2, 4), modulus=5, ordered_variables=True, max_owners=1, short_steps=True),
     "paper": IGSMConfig(depth=(2, 4), width=(2, 4), max_params=20, max_operands=4, ops=(1, 10)),
 }
 
@@ -109,6 +112,7 @@ class Problem:
     statement_order: list[int]  # order in which the problem text states the parameters
     query: int
     variables: list[str] = field(default_factory=list)  # letter that the solution uses for each parameter
+    short_steps: bool = False  # its solution steps leave out "; so x" (IGSMConfig.short_steps)
 
     @property
     def nece(self) -> set[int]:
@@ -219,6 +223,7 @@ def sample_problem(rng: random.Random, config: IGSMConfig = IGSMConfig(), split:
             continue
         problem = rng.choice(problems)
         problem.variables = _variables(rng, problem, config.ordered_variables)
+        problem.short_steps = config.short_steps
         if split is None or problem.split(config.test_percent) == split:
             return problem
 
@@ -259,9 +264,10 @@ def prompt_tokens(problem: Problem) -> list[str]:
 
 
 def step_tokens(problem: Problem, index: int) -> list[str]:
-    """One solution step: "define A 's B as x ; so x = y + z = 5 + 3 = 8 ."."""
+    """One solution step: "define A 's B as x ; so x = y + z = 5 + 3 = 8 ." (short: "define A 's B as x = y + z
+    = 5 + 3 = 8 .")."""
     param, var = problem.params[index], problem.variables[index]
-    tokens = ["define"] + param.tokens + ["as", var, ";", "so", var, "="]
+    tokens = ["define"] + param.tokens + ["as", var] + ([] if problem.short_steps else [";", "so", var]) + ["="]
     if param.operands:
         symbol = OP_SYMBOL.get(param.op, "")
         tokens += _joined([problem.variables[j] for j in param.operands], symbol) + ["="]
@@ -399,7 +405,10 @@ def _split_steps(tokens: list[str]) -> list[tuple[list[str], bool]]:
 
 
 def _check_step(problem: Problem, lookup: dict, bound: dict[str, int], step: list[str]) -> tuple[int, str] | str:
-    """(parameter index, variable) of a valid step, or what is wrong with it."""
+    """(parameter index, variable) of a valid step, or what is wrong with it. A short step ("... as x = ...")
+    reads as the long one ("... as x ; so x = ...")."""
+    if len(step) > 6 and step[6] == "=":
+        step = step[:6] + [";", "so", step[5]] + step[6:]
     if len(step) < 10 or step[0] != "define" or step[2] != "'s" or step[4] != "as" or step[6:9] != [";", "so", step[5]]:
         return f"malformed step {' '.join(step)!r}"
     index = lookup.get((step[1], step[3]))

@@ -174,7 +174,8 @@ def token_kinds(problem: igsm.Problem) -> list[tuple[str, set[str] | None]]:
         owners = {problem.params[i].owner for i in ready}
         items = {problem.params[i].item for i in ready if problem.params[i].owner == param.owner}
         binary = param.op not in ("const", "copy")
-        for position in range(len(igsm.step_tokens(problem, index))):
+        for written in range(len(igsm.step_tokens(problem, index))):
+            position = written + 3 if problem.short_steps and written >= 6 else written  # as in a long step
             kind = "format"
             if position in (1, 3):
                 kind = "name"
