@@ -33,7 +33,7 @@ if [ "$quick" = 1 ]; then
   step train_igsm.py --quick --retry 0 --out $out/runs --data $out/data
   step decode_igsm.py --run "$(ls -d $out/runs/igsm-*-retry0-* | head -1)" --eval 3 --probe-problems 16 --probe-epochs 1 \
     --data $out/data
-  step train_igsm.py --quick --finetune-from $out/runs/igsm-cpu-llama-l2w32-retry0-s20-c0.25 --retry 0.2 \
+  step train_igsm.py --quick --finetune-from $out/runs/igsm-cpu-llama-canonA-l2w32-retry0-s20-c0.25 --retry 0.2 \
     --out $out/runs --data $out/data
   step train_capacity.py --quick --out $out/runs --data $out/data
   step train_canon.py --quick --out $out/runs --data $out/data

@@ -22,7 +22,7 @@ from layerprobe.results import read_results
 from layerprobe.synthetic import capacity, igsm, igsm_lm
 from layerprobe.synthetic.vocab import Vocab
 
-IGSM_NAME = "igsm-cpu-llama-l2w32-retry0-s20-c0.25"  # what --quick trains (1-operation curriculum 0.25)
+IGSM_NAME = "igsm-cpu-llama-canonA-l2w32-retry0-s20-c0.25"  # what --quick trains (Canon A, 1-operation curriculum 0.25)
 
 
 def load(run_dir: Path) -> torch.nn.Module:

@@ -34,13 +34,13 @@ class IGSMRun:
     layers: int = 4
     width: int = 128
     heads: int = 4
-    steps: int = 5000
-    batch: int = 32
+    steps: int = 8000
+    batch: int = 8  # small batches, many steps: per CPU second the lookups form sooner than with 32
     lr: float = 1e-3
     seed: int = 0
     retry: float = 0.0  # probability of a retry step (part 2.2)
     preset: str = "cpu"  # igsm.PRESETS key
-    canon: str = ""  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon)
+    canon: str = "A"  # Canon layers, a subset of ABCD (layerprobe.synthetic.canon); A: the text lookups form
     curriculum: float = 0.25  # share of the steps (the first ones) on the easiest problems only
     curriculum_ops: int = 1  # the curriculum draws curriculum_ops..1 operations (0: also lookups of a constant)
     mask_mistakes: bool = False  # no loss on a retry's mistake tokens (its [BACK] stays trained)

@@ -23,17 +23,18 @@ def compute_device(args: argparse.Namespace) -> str:
     return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def add_canon_arg(parser: argparse.ArgumentParser, many: bool = False) -> None:
-    """--canon: Canon layers at these places of every block, a subset of ABCD (layerprobe.synthetic.canon);
-    `many`: one or more subsets, one run each ("none" for none)."""
+def add_canon_arg(parser: argparse.ArgumentParser, many: bool = False, default: str = "") -> None:
+    """--canon: Canon layers at these places of every block, a subset of ABCD (layerprobe.synthetic.canon),
+    `default` unless given; `many`: one or more subsets, one run each ("none" for none)."""
     from layerprobe.synthetic.canon import canon_letters
 
     if many:
         parser.add_argument("--canon", type=_canon_type(canon_letters), nargs="+", default=["", "A", "ABCD"],
                             help="Canon placements, one run each: none, A, AC, ABCD, ... (default none A ABCD)")
     else:
-        parser.add_argument("--canon", type=_canon_type(canon_letters), default="",
-                            help="Canon layers (llama): any subset of ABCD, e.g. A or ABCD (default none)")
+        parser.add_argument("--canon", type=_canon_type(canon_letters), default=default,
+                            help=f"Canon layers (llama): any subset of ABCD, e.g. A or ABCD, or none "
+                                 f"(default {default or 'none'})")
 
 
 def _canon_type(letters):
