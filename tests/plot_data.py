@@ -188,6 +188,10 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
         for ops, value in (("ops=1", 0.3), ("ops=2", 0.1), ("all", 0.2)):
             rows.append(dict(summary(outcomes(np.array([value * step / 100]), 30, rng)[0], "igsm-gpt-4l", "igsm-curve",
                                      f"retry=0/l4w128/step={step}/{ops}", "train", "generation"), step=step, train_cpu_s=cpu))
+        for kind, value in (("name", 0.9), ("constant value k=2", 0.5 * step / 100), ("operand letter", 0.7)):
+            rows.append(dict(summary(outcomes(np.array([value]), 40, rng)[0], "igsm-gpt-4l", "igsm-curve",
+                                     f"retry=0/l4w128/step={step}/token={kind}", "train", "generation"),
+                             metric="token_accuracy", step=step, train_cpu_s=cpu))
     for method, trainable, slope, backs in (("full", 1090000, 0.002, 0.2), ("lora8", 40000, 0.0, 0.0)):
         for step in (0, 100, 200):
             for split in ("train", "test"):

@@ -127,16 +127,25 @@ def synthetic_training(data: Data, canvas: Canvas) -> list[Outcome]:
     return outcomes
 
 
+SKILLS = {"name": "name the next parameter", "constant value k=2": "constant's value (2+ constants)",
+          "constant value k=3+": "constant's value (2+ constants)", "operation": "operation",
+          "operand letter": "operand letters", "operand value": "operand values", "result": "arithmetic result"}
+"""Teacher-forced token kinds drawn by `syn_igsm_curve` (igsm_lm.token_kinds), by the skill they show."""
+
+
 def synthetic_igsm_curve(data: Data, canvas: Canvas) -> list[Outcome]:
-    """iGSM learning curves: greedy accuracy by number of operations against the training CPU minutes."""
+    """iGSM learning curves: greedy accuracy by number of operations against the training CPU minutes and,
+    where the curve has them, the teacher-forced accuracy of each skill (which one holds the model back)."""
     rows = select(data.results, task="igsm-curve", metric="accuracy")
     if rows.empty or "train_cpu_s" not in rows.columns:
         return missing("syn_igsm_curve", SYNTHETIC, "no igsm-curve rows (train_igsm.py grades each checkpoint)")
+    skills = _skill_rows(select(data.results, task="igsm-curve", metric="token_accuracy"))
     models = model_order(rows)
-    figure = new_figure(4.2 * len(models) + 1.0, 3.8)
-    axes = figure.subplots(1, len(models), squeeze=False)[0]
-    readings, handles = [], {}
-    for ax, model in zip(axes, models):
+    figure = new_figure(max(7.0, 4.2 * len(models) + 1.0), 3.8 if skills.empty else 7.2)
+    axes = figure.subplots(1 if skills.empty else 2, len(models), squeeze=False)
+    readings, handles, skill_handles = [], {}, {}
+    for column, model in enumerate(models):
+        ax = axes[0][column]
         mine = select(rows, model=model)
         mine = mine.assign(level=[s.rsplit("/", 1)[-1] for s in mine["subtask"]])
         levels = sorted(set(mine["level"]), key=lambda level: (level == "all", level))
@@ -152,10 +161,34 @@ def synthetic_igsm_curve(data: Data, canvas: Canvas) -> list[Outcome]:
         share_axis(ax, "greedy accuracy (train templates)")
         ax.set_xlabel("training CPU minutes")
         ax.set_title(model, fontsize=8)
-    legend_below(figure, list(handles.values()), list(handles), "operations")
-    title = "iGSM learning curves: accuracy by number of operations vs training CPU time"
+        if skills.empty:
+            continue
+        ax = axes[1][column]
+        mine = skills[skills["model"] == model]
+        for skill, colour in zip(dict.fromkeys(SKILLS.values()), SERIES_PALETTE[len(levels):]):  # not the levels' colours
+            line = mine[mine["skill"] == skill].sort_values("step")
+            if line.empty:
+                continue
+            skill_handles[skill] = ax.plot(line["train_cpu_s"] / 60, line["value"], marker="o", color=colour, lw=1.4,
+                                           ms=3)[0]
+            readings.append(f"{model} teacher-forced {skill}: {pct(line['value'].iloc[-1])}")
+        share_axis(ax, "teacher-forced accuracy")
+        ax.set_xlabel("training CPU minutes")
+    legend_below(figure, list(handles.values()) + list(skill_handles.values()), list(handles) + list(skill_handles),
+                 "operations / skill")
+    title = "iGSM learning curves: accuracy by operations, and by skill, vs training CPU time"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_igsm_curve", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def _skill_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Token-accuracy rows pooled into `SKILLS` by their counts: model, step, train_cpu_s, skill, value."""
+    if rows.empty:
+        return pd.DataFrame(columns=["model", "step", "train_cpu_s", "skill", "value"])
+    rows = rows.assign(skill=[SKILLS.get(s.rsplit("token=", 1)[-1]) for s in rows["subtask"]]).dropna(subset=["skill"])
+    rows = rows.assign(hits=rows["value"].astype(float) * rows["n_items"], train_cpu_s=rows["train_cpu_s"].astype(float))
+    pooled = rows.groupby(["model", "step", "train_cpu_s", "skill"])[["hits", "n_items"]].sum().reset_index()
+    return pooled.assign(value=pooled["hits"] / pooled["n_items"])
 
 
 def _level(subtask: str) -> str:
