@@ -179,6 +179,37 @@ def test_token_accuracy_tells_a_keyed_lookup_from_copying_a_number_of_the_text()
     assert (share.drop([k for k in share.index if k.startswith("constant value")]) == 1.0).all()
 
 
+def _swapped_steps(problem: igsm.Problem, first_only: bool) -> list[str]:
+    """The shortest solution with each two-operand step's operands the other way round ("y + z = 1 + 2" ->
+    "z + y = 2 + 1"), or only its first operand letter replaced by the second (`first_only`)."""
+    tokens = []
+    for index in problem.solution_order:
+        step = igsm.step_tokens(problem, index)
+        if len(problem.params[index].operands) == 2:  # "define A 's B as x = y + z = 1 + 2 = 3 ."
+            if first_only:
+                step[7] = step[9]
+            else:
+                step[7], step[9], step[11], step[13] = step[9], step[7], step[13], step[11]
+        tokens += step
+    return tokens
+
+
+def test_operand_letters_take_either_order_for_sums_and_products_and_the_order_of_a_difference_counts():
+    """The checker accepts a sum's or product's operands in either order and a difference's only in its own;
+    token accuracy agrees: writing the second operand first is right for "operand letter", wrong for
+    "operand order"."""
+    problems = [igsm.sample_problem(random.Random(seed), CONFIG, split="train") for seed in range(40)]
+    differences = [any(problem.params[i].op == "diff" for i in problem.solution_order) for problem in problems]
+    assert 0 < sum(differences) < len(problems)
+    for problem, has_difference in zip(problems, differences):
+        assert igsm.check_solution(problem, _swapped_steps(problem, first_only=False)).correct == (not has_difference)
+    scripts = {tuple(VOCAB.encode(igsm.prompt_tokens(p), bos=True)): VOCAB.encode(_swapped_steps(p, first_only=True))
+               for p in problems}
+    share = igsm_lm.token_accuracy(Scripted(scripts, len(VOCAB)), VOCAB, problems).set_index("kind")
+    share = share["correct"] / share["n"]
+    assert share["operand letter"] == 1.0 and share["operand order"] == 0.0 and share["operand value"] == 1.0
+
+
 def test_any_needed_parameter_computable_now_is_a_right_name():
     problem = next(p for p in (igsm.sample_problem(random.Random(s), CONFIG) for s in range(200))
                    if sum(not p.params[i].operands for i in p.nece) >= 2)

@@ -129,7 +129,8 @@ def synthetic_training(data: Data, canvas: Canvas) -> list[Outcome]:
 
 SKILLS = {"name": "name the next parameter", "constant value k=2": "constant's value (2+ constants)",
           "constant value k=3+": "constant's value (2+ constants)", "operation": "operation",
-          "operand letter": "operand letters", "operand value": "operand values", "result": "arithmetic result"}
+          "operand letter": "operand letters", "operand order": "order of a difference's operands",
+          "operand value": "operand values", "result": "arithmetic result"}
 """Teacher-forced token kinds drawn by `syn_igsm_curve` (igsm_lm.token_kinds), by the skill they show."""
 
 

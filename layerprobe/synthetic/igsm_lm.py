@@ -157,11 +157,13 @@ def _row(model: str, task: str, subtask: str, split: str, n_layers: int, metric:
 
 def token_kinds(problem: igsm.Problem) -> list[tuple[str, set[str] | None]]:
     """Per token of the shortest solution: what predicting it takes, and the set of right answers where more
-    than one is right (the next parameter's owner and item: any needed parameter computable now).
+    than one is right (the next parameter's owner and item: any needed parameter computable now; either
+    operand first in a sum or a product, which the checker accepts in any order).
 
     Kinds: "name" (choosing the next parameter), "constant value k=<k>" (a constant's value, read from a text
     holding k constants, k = 1, 2, 3+: copying *a* number is right 1/k of the time, the keyed lookup always),
     "operation" (the operator, read from the parameter's sentence), "operand letter" (its operands' letters),
+    "operand order" (a difference's first operand: which of its two comes first, read from "of ... and"),
     "operand value" and "copy value" (earlier values, by letter), "result" (arithmetic), "format" (the rest).
     """
     constants = sum(param.op == "const" for param in problem.params)
@@ -180,7 +182,7 @@ def token_kinds(problem: igsm.Problem) -> list[tuple[str, set[str] | None]]:
             if position in (1, 3):
                 kind = "name"
             elif position == 10:
-                kind = constant_kind if param.op == "const" else "operand letter"
+                kind = {"const": constant_kind, "diff": "operand order"}.get(param.op, "operand letter")
             elif position == 11 and binary:
                 kind = "operation"
             elif position == 12:
@@ -189,7 +191,10 @@ def token_kinds(problem: igsm.Problem) -> list[tuple[str, set[str] | None]]:
                 kind = "operand value"
             elif binary and position == 18:
                 kind = "result"
-            kinds.append((kind, owners if position == 1 else items if position == 3 else None))
+            right = owners if position == 1 else items if position == 3 else None
+            if position == 10 and param.op in ("sum", "prod"):
+                right = {problem.variables[j] for j in param.operands}
+            kinds.append((kind, right))
         defined.add(index)
     return kinds
 

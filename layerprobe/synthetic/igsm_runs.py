@@ -124,11 +124,15 @@ def curve_grader(model: torch.nn.Module, run: IGSMRun, data_dir: Path, n_per_ops
     return grade_step
 
 
+CURVE_SKILLS = ("name", "constant value k>=2", "operand letter", "operand order")
+"""Skills (igsm_lm.token_kinds) printed with the learning curve: naming a next parameter, a constant's value
+where the text holds 2+ constants (the keyed lookup), the operands' letters, a difference's operand order."""
+
+
 def curve_table(run: IGSMRun, data_dir: Path) -> pd.DataFrame | None:
     """The learning curve to print: per graded step, training CPU seconds, accuracy by operations and overall,
-    the share of needed steps written validly, and the teacher-forced ("tf") accuracy of three skills: naming
-    a next parameter, a constant's value where the text holds 2+ constants (the keyed lookup) and the
-    operand letters (training-template problems). None when `data_dir` holds no curve of the run."""
+    the share of needed steps written validly, and the teacher-forced ("tf") accuracy of `CURVE_SKILLS`
+    (training-template problems). None when `data_dir` holds no curve of the run."""
     path = Path(data_dir) / f"igsm-curve_{run.name()}.csv"
     if not path.exists():
         return None
@@ -137,7 +141,7 @@ def curve_table(run: IGSMRun, data_dir: Path) -> pd.DataFrame | None:
     lookups = frame["part"].isin(["token=constant value k=2", "token=constant value k=3+"])
     frame.loc[lookups, "part"] = "token=constant value k>=2"
     frame = frame[(frame["metric"] == "accuracy") | ((frame["metric"] == "step_share") & (frame["part"] == "all"))
-                  | frame["part"].isin(["token=name", "token=constant value k>=2", "token=operand letter"])]
+                  | frame["part"].isin([f"token={kind}" for kind in CURVE_SKILLS])]
     frame["column"] = frame["metric"].str.replace("token_accuracy", "tf").str.replace("accuracy", "acc") + " " + frame["part"]
     frame = frame.assign(hits=frame["value"] * frame["n_items"])  # pooled over kinds by their counts
     sums = frame.groupby(["step", "train_cpu_s", "column"])[["hits", "n_items"]].sum()
