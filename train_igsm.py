@@ -53,8 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                   ("seed", int, "seed of the weights, the problems and the batches")]:
         parser.add_argument(f"--{flag}", type=kind, default=getattr(defaults, flag), help=f"{help_text} (default %(default)s)")
     parser.add_argument("--preset", default=defaults.preset, choices=sorted(igsm.PRESETS),
-                        help="problem sizes (default %(default)s: 2-3 layers of 2-3 items, <=6 parameters, 1-3 operations, "
-                             "mod 5, letters in solution order; paper: mod 23, random letters)")
+                        help="problem sizes (default %(default)s: 2-3 layers of 2-4 items, <=6 parameters, 1-3 operations, "
+                             "mod 5, letters and operands in solution order, short steps; paper: mod 23, random "
+                             "letters, operands in any order)")
     parser.add_argument("--retry", type=float, nargs="+", default=[0.0],
                         help="retry probabilities p, one model each (part 2.2; e.g. 0 0.1 0.5)")
     parser.add_argument("--mask-mistakes", action="store_true",

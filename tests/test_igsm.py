@@ -115,6 +115,18 @@ def test_an_item_names_its_parameter_alone_in_the_cpu_preset_not_in_the_paper_pr
     assert items_with_two_owners(igsm.PRESETS["paper"]) > 20
 
 
+def test_cpu_sentences_name_operands_in_solution_order_and_the_written_letters_follow():
+    def unordered(config: igsm.IGSMConfig) -> int:
+        return sum(list(p.operands) != sorted(p.operands) for problem in problems(60, seed=5, config=config)
+                   for p in problem.params)
+    assert unordered(igsm.PRESETS["cpu"]) == 0 and unordered(igsm.PRESETS["paper"]) > 20
+    for problem in problems(30, seed=5, config=igsm.PRESETS["cpu"]):
+        for step in _step_texts(solution_tokens(problem).tokens):
+            if len(step) > 9 and step[8] in "+-*":  # "define A 's B as x = y - z = ..."
+                assert step[7] < step[9]
+        assert check_solution(problem, solution_tokens(problem).tokens).correct
+
+
 def test_cpu_steps_are_short_paper_steps_long_and_the_checker_reads_both():
     cpu = problems(20, seed=8, config=igsm.PRESETS["cpu"])
     for problem in cpu:

@@ -69,6 +69,7 @@ class IGSMConfig:
     ordered_variables: bool = False  # letters a, b, c, ... in solution order (paper: a random letter each)
     max_owners: int = 2  # items of the layer above that own an item (1: an item names its parameter alone)
     short_steps: bool = False  # steps without "; so x": "define A 's B as x = 3 ." (paper: "... as x ; so x = 3 .")
+    ordered_operands: bool = False  # a sentence names its operands in solution order, earlier-defined first (paper: any)
 
 
 PRESETS = {
@@ -78,8 +79,11 @@ PRESETS = {
     # and one owner per item, so a parameter's item alone finds its sentence in the problem text (a lookup
     # keyed on two tokens, "A 's B", was the slowest skill to learn); 2-4 items per layer keep the size.
     # Short steps put the parameter's name within a Canon layer's reach (3 tokens) of the "=" after which
-    # its value is written, so the value's lookup in the text becomes a one-layer lookup.
-    "cpu": IGSMConfig(width=(2, 4), modulus=5, ordered_variables=True, max_owners=1, short_steps=True),
+    # its value is written, so the value's lookup in the text becomes a one-layer lookup. Operands in solution
+    # order: a difference's operand order, read from "of ... and ...", stayed at chance for 16,000 steps
+    # (the models find the operands, then write the most recently defined one first).
+    "cpu": IGSMConfig(width=(2, 4), modulus=5, ordered_variables=True, max_owners=1, short_steps=True,
+                      ordered_operands=True),
     "paper": IGSMConfig(depth=(2, 4), width=(2, 4), max_params=20, max_operands=4, ops=(1, 10)),
 }
 
@@ -183,6 +187,8 @@ def _dependency_graph(rng: random.Random, edges: list[tuple[str, str]], config: 
             op = rng.choice(("copy", "sum", "diff", "prod") if earlier >= 2 else ("copy",))
             count = {"copy": 1, "diff": 2}.get(op) or rng.randint(2, min(config.max_operands, earlier))
             operands = tuple(rng.sample(range(earlier), count))
+            if config.ordered_operands:
+                operands = tuple(sorted(operands))  # generation order is solution order
         values = [params[j].value for j in operands]
         value = evaluate(op, values, config.modulus) if operands else rng.randrange(config.modulus)
         params.append(Param(owner, item, op, operands, value))
