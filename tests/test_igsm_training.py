@@ -210,6 +210,14 @@ def test_operand_letters_take_either_order_for_sums_and_products_and_the_order_o
     assert share["operand letter"] == 1.0 and share["operand order"] == 0.0 and share["operand value"] == 1.0
 
 
+def test_runs_of_other_seeds_have_their_own_names_so_a_rerun_does_not_resume_seed_0():
+    run = IGSMRun()
+    assert run.name() == "igsm-cpu-llama-canonA-l4w128-retry0-s8000-c0.25"
+    assert dataclasses.replace(run, seed=1).name() == run.name() + "-seed1"
+    finetuned = dataclasses.replace(run, seed=1, finetune="full", start=dataclasses.replace(run, seed=1).name())
+    assert "-seed1-ft" in finetuned.name()
+
+
 def test_any_needed_parameter_computable_now_is_a_right_name():
     problem = next(p for p in (igsm.sample_problem(random.Random(s), CONFIG) for s in range(200))
                    if sum(not p.params[i].operands for i in p.nece) >= 2)

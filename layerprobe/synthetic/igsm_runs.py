@@ -54,8 +54,9 @@ class IGSMRun:
         canon = f"-canon{self.canon}" if self.canon else ""
         lookups = "-lookups" if self.curriculum and self.curriculum_ops == 0 else ""
         extra = (f"-c{self.curriculum:g}{lookups}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
+        seed = f"-seed{self.seed}" if self.seed else ""  # seed 0 keeps the names of earlier runs
         return (f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}"
-                f"-s{self.steps}{extra}")
+                f"-s{self.steps}{extra}{seed}")
 
     def condition(self) -> str:
         """How the accuracy CSVs name this run's training condition."""
