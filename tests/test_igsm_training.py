@@ -214,8 +214,6 @@ def test_runs_of_other_seeds_have_their_own_names_so_a_rerun_does_not_resume_see
     run = IGSMRun()
     assert run.name() == "igsm-cpu-llama-canonA-l4w128-retry0-s8000-c0.25"
     assert dataclasses.replace(run, seed=1).name() == run.name() + "-seed1"
-    finetuned = dataclasses.replace(run, seed=1, finetune="full", start=dataclasses.replace(run, seed=1).name())
-    assert "-seed1-ft" in finetuned.name()
 
 
 def test_any_needed_parameter_computable_now_is_a_right_name():
