@@ -1,7 +1,7 @@
 """Regret-and-retry decoding against greedy and beam search on a trained iGSM model (Physics of LMs 2.2).
 
     python train_igsm.py --retry 0                                   # the error-free model first
-    python decode_igsm.py --run out/runs/igsm-cpu-llama-canonA-l4w128-retry0-s8000-c0.25
+    python decode_igsm.py --run out/runs/igsm-cpu-llama-canonA-l4w128-retry0-s24000-c0.25
     python decode_igsm.py --run ... --beam 8 --budget 8 --eval 120  # more beams, retries, problems
 
 A rank-0 V-probe `error` head is fitted on the model's hidden states over retry data (is the step

@@ -2,7 +2,7 @@
 
     python probe_synthetic.py --run out/runs/cfg-small-llama
     python probe_synthetic.py --run out/runs/bios-mixed-aug-llama --run out/runs/bios-pretrain-finetune-aug-llama
-    python probe_synthetic.py --probe vprobe --threads 1 --run out/runs/igsm-cpu-llama-canonA-l4w128-retry0-s8000-c0.25
+    python probe_synthetic.py --probe vprobe --threads 1 --run out/runs/igsm-cpu-llama-canonA-l4w128-retry0-s24000-c0.25
 
 CFG runs: generation accuracy (share of sampled strings the CYK checker accepts) from the root and
 from a cut prefix, diversity, and linear probes per layer for the ancestor and span-end label of

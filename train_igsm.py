@@ -1,6 +1,6 @@
 """Train small LMs on iGSM grade-school math and grade their greedy solutions (Physics of LMs 2.1, 2.2).
 
-    python train_igsm.py                            # one model (preset "cpu", 4x128 + Canon A, 8000 steps of 8, first 25% 1-op)
+    python train_igsm.py                            # one model (preset "cpu", 4x128 + Canon A, 24000 steps of 8, first 25% 1-op)
     python train_igsm.py --retry 0 0.1 0.5          # part 2.2: retry data, graded on clean problems
     python train_igsm.py --depths 2 4 8             # depth vs width at the parameter count of --layers/--width
     python train_igsm.py --finetune-from out/runs/<error-free run> --finetune full lora8 lora32 \
@@ -76,7 +76,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help=f"with --finetune-from: methods, one run each: full or lora<rank> (default {' '.join(igsm_finetune.METHODS)})")
     add_canon_arg(parser, default=defaults.canon)
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke test")
-    add_compute_args(parser)
+    add_compute_args(parser, threads=2)
     args = parser.parse_args(argv)
     if any(not 0 <= p < 1 for p in args.retry):
         raise LayerprobeError(f"--retry takes probabilities in [0, 1), got {args.retry}")

@@ -211,7 +211,7 @@ def test_operand_letters_take_either_order_for_sums_and_products_and_the_order_o
 
 
 def test_runs_of_other_seeds_have_their_own_names_so_a_rerun_does_not_resume_seed_0():
-    run = IGSMRun()
+    run = IGSMRun(steps=8000)
     assert run.name() == "igsm-cpu-llama-canonA-l4w128-retry0-s8000-c0.25"
     assert dataclasses.replace(run, seed=1).name() == run.name() + "-seed1"
 

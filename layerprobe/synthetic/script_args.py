@@ -7,10 +7,11 @@ import argparse
 import torch
 
 
-def add_compute_args(parser: argparse.ArgumentParser, run_folders: bool = True) -> None:
-    """--threads, --device and, for training scripts, --out (run folders) and --data (CSVs)."""
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (default 1: on the shared 2-core CPU two threads ran up to 15x slower)")
+def add_compute_args(parser: argparse.ArgumentParser, run_folders: bool = True, threads: int = 1) -> None:
+    """--threads (default `threads`), --device and, for training scripts, --out (run folders) and --data (CSVs)."""
+    why = ("two runs at once on a 2-core CPU with two threads each ran up to 15x slower" if threads == 1 else
+           "one run alone on a 2-core CPU trains 1.6x faster than on one; give 1 when running two at once")
+    parser.add_argument("--threads", type=int, default=threads, help=f"CPU threads for torch (default {threads}: {why})")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     if run_folders:
         parser.add_argument("--out", default="out/runs", help="folder of the run folders (default %(default)s)")
