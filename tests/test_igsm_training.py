@@ -12,7 +12,7 @@ import torch
 from single_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from layerprobe.results import read_results
-from layerprobe.synthetic import capacity, igsm, igsm_lm
+from layerprobe.synthetic import capacity, igsm, igsm_finetune, igsm_lm
 from layerprobe.synthetic.igsm_runs import IGSMRun, curve_grader, curve_table, width_for_budget
 from layerprobe.synthetic.train import build_model, n_parameters, train
 
@@ -214,6 +214,18 @@ def test_runs_of_other_seeds_have_their_own_names_so_a_rerun_does_not_resume_see
     run = IGSMRun(steps=8000)
     assert run.name() == "igsm-cpu-llama-canonA-l4w128-retry0-s8000-c0.25"
     assert dataclasses.replace(run, seed=1).name() == run.name() + "-seed1"
+
+
+def test_runs_with_another_learning_rate_batch_or_heads_have_their_own_names():
+    """A --lr 2e-3 run used to take the default run's name, so it reloaded that run's model as its own."""
+    run = IGSMRun(steps=8000)
+    assert dataclasses.replace(run, lr=2e-3).name() == run.name() + "-lr0.002"
+    assert dataclasses.replace(run, batch=16, heads=2).name() == run.name() + "-h2-b16"
+    full, lora = (igsm_finetune.finetune_spec(run, method, 0.2, steps=400, lr=1e-3, batch=8) for method in ("full", "lora8"))
+    assert full.name() == run.name() + "-ftfull-retry0.2-s400"  # the default lr (a third of 1e-3 for full) keeps the name
+    assert lora.name() == run.name() + "-ftlora8-retry0.2-s400"
+    slower = igsm_finetune.finetune_spec(run, "full", 0.2, steps=400, lr=3e-4, batch=8)
+    assert slower.name() == full.name() + "-lr0.0001"
 
 
 def test_any_needed_parameter_computable_now_is_a_right_name():

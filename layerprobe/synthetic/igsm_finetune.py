@@ -31,7 +31,7 @@ from layerprobe.errors import LayerprobeError
 from layerprobe.models import LoadedModel
 from layerprobe.results import atomic_write_text
 from layerprobe.synthetic import igsm_lm
-from layerprobe.synthetic.igsm_runs import RUN_FILE, IGSMRun, curve_grader, load_run
+from layerprobe.synthetic.igsm_runs import FULL_FINETUNE_LR_FACTOR, RUN_FILE, IGSMRun, curve_grader, load_run
 from layerprobe.synthetic.runs import with_lora
 from layerprobe.synthetic.train import n_parameters, save_model, train, wrap
 
@@ -57,7 +57,7 @@ def finetune_spec(start: IGSMRun, method: str, retry: float, steps: int, lr: flo
     """The fine-tuning of `start` by `method` on retry data of probability `retry`. Full fine-tuning
     takes lr / 3 (every weight moves; as the bios pretrain-finetune runs do), LoRA the full lr."""
     return dataclasses.replace(start, finetune=method, start=start.name(), retry=retry, steps=steps,
-                               lr=lr if lora_rank(method) else lr / 3, batch=batch, curve_every=curve_every,
+                               lr=lr if lora_rank(method) else lr * FULL_FINETUNE_LR_FACTOR, batch=batch, curve_every=curve_every,
                                curriculum=0.0, mask_mistakes=mask_mistakes)
 
 

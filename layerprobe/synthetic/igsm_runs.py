@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from layerprobe.synthetic import igsm, igsm_lm
 from layerprobe.synthetic.train import TrainingClock, build_model, load_trained, n_parameters, train, wrap
 
 RUN_FILE = "igsm_run.json"
+FULL_FINETUNE_LR_FACTOR = 1 / 3  # full fine-tuning moves every weight: a third of the given lr (igsm_finetune)
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,23 @@ class IGSMRun:
 
     def name(self) -> str:
         if self.finetune:
-            return f"{self.start}-ft{self.finetune}-retry{self.retry:g}-s{self.steps}{'-mask' if self.mask_mistakes else ''}"
+            return (f"{self.start}-ft{self.finetune}-retry{self.retry:g}-s{self.steps}{'-mask' if self.mask_mistakes else ''}"
+                    f"{self.settings_suffix()}")
         canon = f"-canon{self.canon}" if self.canon else ""
         lookups = "-lookups" if self.curriculum and self.curriculum_ops == 0 else ""
         extra = (f"-c{self.curriculum:g}{lookups}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
         seed = f"-seed{self.seed}" if self.seed else ""  # seed 0 keeps the names of earlier runs
         return (f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}"
-                f"-s{self.steps}{extra}{seed}")
+                f"-s{self.steps}{extra}{seed}{self.settings_suffix()}")
+
+    def settings_suffix(self) -> str:
+        """Heads, batch and learning rate where they are off their defaults, so that a run with other settings
+        never resumes or reloads a default one (default settings keep the names of earlier runs)."""
+        defaults = IGSMRun()
+        default_lr = defaults.lr * (FULL_FINETUNE_LR_FACTOR if self.finetune == "full" else 1)
+        return ((f"-h{self.heads}" if self.heads != defaults.heads else "")
+                + (f"-b{self.batch}" if self.batch != defaults.batch else "")
+                + (f"-lr{self.lr:.3g}" if not math.isclose(self.lr, default_lr) else ""))
 
     def condition(self) -> str:
         """How the accuracy CSVs name this run's training condition."""
