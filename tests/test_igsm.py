@@ -158,6 +158,19 @@ def test_checker_rejects_wrong_solutions_and_flags_unnecessary_steps():
     assert not check_solution(problem, []).correct
 
 
+def test_a_step_begun_before_its_operands_are_defined_is_flagged_premature():
+    problem = next(p for p in problems(50, seed=2, config=igsm.PRESETS["cpu"]) if p.params[p.query].operands)
+    steps = [igsm.step_tokens(problem, i) for i in problem.solution_order]
+    assert not check_solution(problem, [t for step in steps for t in step]).premature  # correct
+    early = steps[-1] + [t for step in steps[:-1] for t in step]  # the query first: its operands are undefined
+    check = check_solution(problem, early)
+    assert not check.correct and check.premature and check.error.startswith("step 1")
+    answer_at = len(steps[0]) - 2  # the first step with a wrong result: wrong, but not premature
+    wrong_value = steps[0][:answer_at] + [str((int(steps[0][answer_at]) + 1) % igsm.PRESETS["cpu"].modulus), "."]
+    check = check_solution(problem, wrong_value)
+    assert not check.correct and not check.premature
+
+
 def test_labels_agree_with_graph_and_checker():
     for problem in problems(30, seed=2):
         graph, query = parse_text(prompt_tokens(problem))

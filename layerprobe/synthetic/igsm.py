@@ -351,6 +351,7 @@ class Check:
     unnecessary: list[int]  # defined parameters the answer does not need
     retries: int
     error: str | None  # the first problem found, for reading
+    premature: bool = False  # the first error names a parameter whose operands are not all defined yet
 
     @property
     def shortest(self) -> bool:
@@ -368,7 +369,7 @@ def check_solution(problem: Problem, tokens: Sequence[str]) -> Check:
     lookup = {(p.owner, p.item): i for i, p in enumerate(problem.params)}
     bound: dict[str, int] = {}
     defined: list[int] = []
-    answer, error, retries = None, None, 0
+    answer, error, retries, premature = None, None, 0, False
     steps = _split_steps(list(tokens))
     for number, (step, retried) in enumerate(steps, 1):
         if retried:
@@ -377,6 +378,7 @@ def check_solution(problem: Problem, tokens: Sequence[str]) -> Check:
         problem_found = _check_step(problem, lookup, bound, step)
         if isinstance(problem_found, str):
             error = f"step {number}: {problem_found}"
+            premature = _premature(problem, lookup, defined, step)
             break
         index, var = problem_found
         bound[var] = index
@@ -387,7 +389,14 @@ def check_solution(problem: Problem, tokens: Sequence[str]) -> Check:
     if error is None and answer is None:
         error = "the queried parameter is never defined"
     nece = problem.nece
-    return Check(error is None, answer, defined, [i for i in defined if i not in nece], retries, error)
+    return Check(error is None, answer, defined, [i for i in defined if i not in nece], retries, error, premature)
+
+
+def _premature(problem: Problem, lookup: dict, defined: list[int], step: list[str]) -> bool:
+    """Whether a wrong step names a parameter of the problem, not defined yet, whose operands are not all
+    defined: a step written too early, the mistake part 2.2's retry data teaches a model to undo."""
+    index = lookup.get((step[1], step[3])) if len(step) > 3 else None
+    return index is not None and index not in defined and not all(j in defined for j in problem.params[index].operands)
 
 
 def step_counts(tokens: Sequence[str]) -> tuple[int, int]:

@@ -104,7 +104,8 @@ def solve(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], max_
 def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], split: str) -> pd.DataFrame:
     """One row per problem: ops, split, correct, shortest (no unnecessary parameter), step_share (share of
     the needed parameters defined validly before the first error: partial progress), retries (before the
-    first error), steps and backs (steps written in all, and how many of them ended in [BACK]), error."""
+    first error), steps and backs (steps written in all, and how many of them ended in [BACK]), error, and
+    premature (the first error is a step begun before its operands were all defined)."""
     rows = []
     for problem, written in zip(problems, solutions):
         check = igsm.check_solution(problem, written)
@@ -113,7 +114,7 @@ def grade(problems: Sequence[igsm.Problem], solutions: Sequence[Sequence[str]], 
         rows.append({"ops": problem.operations, "split": split, "correct": check.correct, "shortest": check.shortest,
                      "step_share": sum(i in nece for i in check.defined) / len(nece),
                      "unnecessary": len(check.unnecessary), "retries": check.retries, "steps": steps, "backs": backs,
-                     "error": check.error or ""})
+                     "error": check.error or "", "premature": check.premature})
     return pd.DataFrame(rows)
 
 
