@@ -396,7 +396,7 @@ def _premature(problem: Problem, lookup: dict, defined: list[int], step: list[st
     """Whether a wrong step names a parameter of the problem, not defined yet, whose operands are not all
     defined: a step written too early, the mistake part 2.2's retry data teaches a model to undo."""
     index = lookup.get((step[1], step[3])) if len(step) > 3 else None
-    return index is not None and index not in defined and not all(j in defined for j in problem.params[index].operands)
+    return index is not None and index not in defined and not problem.can_next(set(defined))[index]
 
 
 def step_counts(tokens: Sequence[str]) -> tuple[int, int]:
