@@ -188,6 +188,7 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
         for ops, value in (("ops=1", 0.3), ("ops=2", 0.1), ("all", 0.2)):
             rows.append(dict(summary(outcomes(np.array([value * step / 100]), 30, rng)[0], "igsm-gpt-4l", "igsm-curve",
                                      f"retry=0/l4w128/step={step}/{ops}", "train", "generation"), step=step, train_cpu_s=cpu))
+        rows.append(dict(rows[-1], metric="premature_share", value=0.5 - value * step / 400))
         for kind, value in (("name", 0.9), ("constant value k=2", 0.5 * step / 100), ("operand letter", 0.7)):
             rows.append(dict(summary(outcomes(np.array([value]), 40, rng)[0], "igsm-gpt-4l", "igsm-curve",
                                      f"retry=0/l4w128/step={step}/token={kind}", "train", "generation"),

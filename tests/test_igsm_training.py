@@ -105,7 +105,8 @@ def test_accuracy_rows_by_hand():
         problems[1] = igsm.sample_problem(rng, dataclasses.replace(CONFIG, ops=(1, 1)))
     right = [igsm.solution_tokens(p).tokens for p in problems]
     extra = next(i for i, q in enumerate(problems[1].params) if i not in problems[1].nece and not q.operands)
-    written = [right[0], igsm.step_tokens(problems[1], extra) + right[1], right[2], ["define"]]
+    query = problems[3].query  # begun first: its operands are not defined yet
+    written = [right[0], igsm.step_tokens(problems[1], extra) + right[1], right[2], igsm.step_tokens(problems[3], query)]
     graded = igsm_lm.grade(problems, written, "test")
     rows = pd.DataFrame(igsm_lm.accuracy_rows(graded, "m", "retry=0/l4w64", 4))
     value = rows.set_index(["subtask", "metric"])["value"]
@@ -114,6 +115,8 @@ def test_accuracy_rows_by_hand():
     assert value[("retry=0/l4w64/ops=2", "accuracy")] == 0.5
     assert value[("retry=0/l4w64/all", "accuracy")] == 0.75
     assert value[("retry=0/l4w64/ops=2", "step_share")] == 0.5  # one full solution, one with no valid step
+    assert value[("retry=0/l4w64/ops=2", "premature_share")] == 0.5  # that one began with the query
+    assert value[("retry=0/l4w64/all", "premature_share")] == 0.25
     assert set(rows["language"]) == {"test"} and (rows["layer"] == -1).all()
 
 

@@ -99,6 +99,13 @@ def test_shortlist_reading_quotes_the_first_layer_with_half_the_letters_in_the_t
     assert "logit-lens: " + ", ".join(expected) in report_text(rendered)
 
 
+def test_igsm_curve_reading_quotes_the_last_premature_share_from_the_csv(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / "synthetic.csv", keep_default_na=False)
+    early = rows[(rows.task == "igsm-curve") & (rows.metric == "premature_share") & rows.subtask.str.endswith("/all")]
+    last = early.sort_values("step").iloc[-1]
+    assert f"{last.model} lost to a premature step: {last.value:.1%} of problems" in report_text(rendered)
+
+
 def test_capacity_junk_reading_quotes_the_seed_mean_and_t_interval(rendered: Path) -> None:
     rows = pd.read_csv(rendered / "data" / "synthetic.csv", keep_default_na=False)
     fp32 = rows[(rows.task == "capacity") & (rows.method == "fp32") & (rows.condition != "")]

@@ -134,10 +134,16 @@ SKILLS = {"name": "name the next parameter", "constant value k=2": "constant's v
 """Teacher-forced token kinds drawn by `syn_igsm_curve` (igsm_lm.token_kinds), by the skill they show."""
 
 
+PREMATURE = "all: first error a step begun too early"
+"""Legend of the curve's premature_share line (igsm_lm.accuracy_rows)."""
+
+
 def synthetic_igsm_curve(data: Data, canvas: Canvas) -> list[Outcome]:
-    """iGSM learning curves: greedy accuracy by number of operations against the training CPU minutes and,
-    where the curve has them, the teacher-forced accuracy of each skill (which one holds the model back)."""
+    """iGSM learning curves: greedy accuracy by number of operations against the training CPU minutes, the
+    share of problems lost to a step begun too early (where the curve has it) and the teacher-forced accuracy
+    of each skill (which one holds the model back)."""
     rows = select(data.results, task="igsm-curve", metric="accuracy")
+    premature = select(data.results, task="igsm-curve", metric="premature_share")
     if rows.empty or "train_cpu_s" not in rows.columns:
         return missing("syn_igsm_curve", SYNTHETIC, "no igsm-curve rows (train_igsm.py grades each checkpoint)")
     skills = _skill_rows(select(data.results, task="igsm-curve", metric="token_accuracy"))
@@ -159,6 +165,11 @@ def synthetic_igsm_curve(data: Data, canvas: Canvas) -> list[Outcome]:
             last = line.iloc[-1]
             readings.append(f"{model} {level}: {pct(last['value'])} at step {int(last['step'])} "
                             f"({float(last['train_cpu_s']) / 60:.1f} CPU min)")
+        early = premature[(premature["model"] == model) & premature["subtask"].str.endswith("/all")].sort_values("step")
+        if not early.empty:
+            handles[PREMATURE] = ax.plot(early["train_cpu_s"].astype(float) / 60, early["value"], marker="x", color="grey",
+                                         lw=1.2, ms=4, ls=":")[0]
+            readings.append(f"{model} lost to a premature step: {pct(early['value'].iloc[-1])} of problems")
         share_axis(ax, "greedy accuracy (train templates)")
         ax.set_xlabel("training CPU minutes")
         ax.set_title(model, fontsize=8)

@@ -124,8 +124,10 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
 
     subtask "<condition>/ops=<k>" or "<condition>/all". Metrics: accuracy (fully correct solution),
     shortest_share (share of the correct solutions that compute no unnecessary parameter) and
-    step_share (mean share of needed steps written validly before the first error) and retry_share (share
-    of all written steps that are [BACK]-retries, pooled over the problems; n_items = steps written).
+    step_share (mean share of needed steps written validly before the first error), premature_share (share
+    of the problems whose first error is a step begun before its operands were defined: the failure of
+    tracking which parameters can be computed next) and retry_share (share of all written steps that are
+    [BACK]-retries, pooled over the problems; n_items = steps written).
     """
     rows = []
     for split, by_split in graded.groupby("split"):
@@ -133,7 +135,7 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
         for name, frame in groups:
             correct = frame[frame["correct"]]
             metrics = (("accuracy", frame["correct"]), ("shortest_share", correct["shortest"]),
-                       ("step_share", frame["step_share"]))
+                       ("step_share", frame["step_share"]), ("premature_share", frame["premature"]))
             for metric, values in metrics:
                 values = values.to_numpy(dtype=float)
                 if metric == "step_share":
