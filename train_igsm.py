@@ -60,6 +60,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="retry probabilities p, one model each (part 2.2; e.g. 0 0.1 0.5)")
     parser.add_argument("--mask-mistakes", action="store_true",
                         help="no loss on a retry's mistake tokens (its [BACK] stays trained); default: loss on everything")
+    parser.add_argument("--detour", type=float, default=defaults.detour,
+                        help="probability, before each solution step, of a detour: the correct step of a parameter the "
+                             "answer does not need, in the context only (no loss on it; default %(default)s)")
     parser.add_argument("--curriculum", type=float, default=defaults.curriculum,
                         help="share of the steps, the first ones, on 1-operation problems only (default %(default)s)")
     parser.add_argument("--curriculum-ops", type=int, choices=[0, 1], default=defaults.curriculum_ops,
@@ -82,6 +85,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise LayerprobeError(f"--retry takes probabilities in [0, 1), got {args.retry}")
     if args.depths and min(args.depths) < 1:
         raise LayerprobeError(f"--depths takes positive layer counts, got {args.depths}")
+    if not 0 <= args.detour < 1:
+        raise LayerprobeError(f"--detour takes a probability in [0, 1), got {args.detour}")
     if not 0 <= args.curriculum < 1:
         raise LayerprobeError(f"--curriculum takes a share of the steps in [0, 1), got {args.curriculum}")
     if args.curve_every < 0:
@@ -103,7 +108,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
     values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset",
-                                                 "canon", "curriculum", "curriculum_ops", "mask_mistakes",
+                                                 "canon", "curriculum", "curriculum_ops", "mask_mistakes", "detour",
                                                  "curve_every")}
     if args.quick:
         values.update(QUICK)

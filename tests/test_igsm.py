@@ -260,11 +260,40 @@ def test_mistake_mask_covers_exactly_the_abandoned_steps_but_their_back():
     rng = random.Random(8)
     for problem in problems(20, seed=8):
         written = solution_tokens(problem, rng, retry_p=0.5)
-        mask = igsm.mistake_mask(written)
+        assert igsm.untrained_mask(written) == [False] * len(written.tokens)  # mistakes are trained by default
+        mask = igsm.untrained_mask(written, mask_mistakes=True)
         expected = []
         for text in _step_texts(written.tokens):
             expected += [True] * (len(text) - 1) + [False] if text[-1] == BACK else [False] * len(text)
         assert mask == expected
+
+
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_detours_are_valid_unneeded_steps_in_context_only(preset):
+    """A detour is the correct step of a parameter the answer does not need, computable when written (the
+    checker replays it), lettered in written order under the cpu preset; its tokens carry no loss."""
+    config = igsm.PRESETS[preset]
+    rng, total = random.Random(11), 0
+    for problem in problems(60, seed=11, config=config):
+        written = solution_tokens(problem, rng, retry_p=0.3 if preset == "paper" else 0.0, detour_p=0.5)
+        check = check_solution(problem, written.tokens)
+        assert check.correct and check.answer == problem.answer
+        abandoned, kept = replay(problem, written.tokens)
+        detoured = [i for i in kept if i not in problem.nece]
+        assert check.unnecessary == detoured and sum(written.detours) == len(detoured)
+        assert [i for i in kept if i in problem.nece] == problem.solution_order
+        steps = [text for text in _step_texts(written.tokens) if text[-1] != BACK]
+        if config.ordered_variables:
+            assert [text[5] for text in steps] == list(igsm.VARIABLES[: len(steps)])
+        mask, expected = igsm.untrained_mask(written), []
+        for text, detour in zip(_step_texts(written.tokens), written.detours):
+            expected += [detour] * (len(text) - 1) + [False]
+        assert mask == expected
+        total += len(detoured)
+    assert total > 20
+    plain = problems(5, seed=12, config=config)
+    assert [solution_tokens(p, random.Random(0), detour_p=0.0).tokens for p in plain] == \
+           [solution_tokens(p).tokens for p in plain]
 
 
 def test_split_holds_out_whole_templates_and_is_deterministic():

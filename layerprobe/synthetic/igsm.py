@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MOD = 23  # the paper's modulus and the largest one: the vocabulary holds the numbers 0..MOD-1
 BACK = "[BACK]"
@@ -117,6 +117,7 @@ class Problem:
     query: int
     variables: list[str] = field(default_factory=list)  # letter that the solution uses for each parameter
     short_steps: bool = False  # its solution steps leave out "; so x" (IGSMConfig.short_steps)
+    ordered_variables: bool = False  # letters a, b, c, ... in the order a solution defines them
 
     @property
     def nece(self) -> set[int]:
@@ -230,6 +231,7 @@ def sample_problem(rng: random.Random, config: IGSMConfig = IGSMConfig(), split:
         problem = rng.choice(problems)
         problem.variables = _variables(rng, problem, config.ordered_variables)
         problem.short_steps = config.short_steps
+        problem.ordered_variables = config.ordered_variables
         if split is None or problem.split(config.test_percent) == split:
             return problem
 
@@ -238,7 +240,12 @@ def _variables(rng: random.Random, problem: Problem, ordered: bool) -> list[str]
     """A distinct letter per parameter: random (the paper), or a, b, c, ... in solution order then the rest."""
     if not ordered:
         return rng.sample(VARIABLES, len(problem.params))
-    order = problem.solution_order + [i for i in range(len(problem.params)) if i not in problem.nece]
+    return _letters_in_order(problem, problem.solution_order)
+
+
+def _letters_in_order(problem: Problem, written: list[int]) -> list[str]:
+    """Per parameter, its letter when the solution defines `written` in this order: a, b, c, ..., the rest after."""
+    order = written + [i for i in range(len(problem.params)) if i not in written]
     letters = [""] * len(order)
     for letter, index in zip(VARIABLES, order):
         letters[index] = letter
@@ -296,40 +303,69 @@ class WrittenSolution:
     tokens: list[str]
     step_ends: list[int]  # index of the last token of each step ("." or [BACK])
     mistakes: list[bool]
+    detours: list[bool]  # a correct step of a parameter the answer does not need
 
 
-def solution_tokens(problem: Problem, rng: random.Random | None = None, retry_p: float = 0.0) -> WrittenSolution:
+def solution_tokens(problem: Problem, rng: random.Random | None = None, retry_p: float = 0.0,
+                    detour_p: float = 0.0) -> WrittenSolution:
     """The shortest solution; with `retry_p` > 0, part 2.2's retry data as the paper builds it: before each
     step, with probability retry_p, a *later* step of the solution whose operands are not all computed
     yet is begun too early ("define P as x", with P's own variable), abandoned with [BACK], and the
-    solution goes on correctly. A step has no such mistake when every later step is computable."""
+    solution goes on correctly. A step has no such mistake when every later step is computable.
+
+    With `detour_p` > 0, before each step, with that probability, a *detour*: the correct step of a
+    parameter the answer does not need but that is computable then (none if there is no such parameter).
+    A detour is valid, so the solution still checks; letters in solution order follow the written order."""
+    order = problem.solution_order
+    if detour_p > 0 and rng is not None:
+        order = _with_detours(problem, order, rng, detour_p)
+        if problem.ordered_variables:
+            problem = replace(problem, variables=_letters_in_order(problem, order))
+    nece = problem.nece
     tokens: list[str] = []
     ends: list[int] = []
     mistakes: list[bool] = []
+    detours: list[bool] = []
     defined: set[int] = set()
-    order = problem.solution_order
     for position, index in enumerate(order):
         if retry_p > 0 and rng is not None and rng.random() < retry_p:
             computable = problem.can_next(defined)
-            blocked = [i for i in order[position + 1:] if not computable[i]]
+            blocked = [i for i in order[position + 1:] if i in nece and not computable[i]]
             if blocked:
                 wrong = rng.choice(blocked)
                 tokens += ["define"] + problem.params[wrong].tokens + ["as", problem.variables[wrong], BACK]
                 ends.append(len(tokens) - 1)
                 mistakes.append(True)
+                detours.append(False)
         tokens += step_tokens(problem, index)
         ends.append(len(tokens) - 1)
         mistakes.append(False)
+        detours.append(index not in nece)
         defined.add(index)
-    return WrittenSolution(tokens, ends, mistakes)
+    return WrittenSolution(tokens, ends, mistakes, detours)
 
 
-def mistake_mask(written: WrittenSolution) -> list[bool]:
-    """Per token of `written.tokens`: part of a mistake ("define P as x"), not its [BACK] (for --mask-mistakes)."""
+def _with_detours(problem: Problem, order: list[int], rng: random.Random, detour_p: float) -> list[int]:
+    """`order` with, before each step and with probability detour_p, one unneeded parameter computable then."""
+    nece = problem.nece
+    written: list[int] = []
+    for index in order:
+        if rng.random() < detour_p:
+            ready = [i for i, ok in enumerate(problem.can_next(set(written))) if ok and i not in nece]
+            if ready:
+                written.append(rng.choice(ready))
+        written.append(index)
+    return written
+
+
+def untrained_mask(written: WrittenSolution, mask_mistakes: bool = False) -> list[bool]:
+    """Per token of `written.tokens`: not trained. A detour's tokens never are (it is context, so the model
+    learns to go on after an unneeded step without learning to write one), a mistake's ("define P as x")
+    with `mask_mistakes`; each step's last token ("." or [BACK]) stays trained."""
     mask = [False] * len(written.tokens)
     start = 0
-    for end, mistake in zip(written.step_ends, written.mistakes):
-        if mistake:
+    for end, mistake, detour in zip(written.step_ends, written.mistakes, written.detours):
+        if detour or (mistake and mask_mistakes):
             mask[start:end] = [True] * (end - start)
         start = end + 1
     return mask
