@@ -176,6 +176,10 @@ def synthetic_rows(rng: np.random.Generator) -> list[dict]:
                                          f"retry={retry:g}/{ops}", split, "generation"), retry=retry))
                 rows.append(dict(summary(outcomes(np.array([0.01]), 200, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
                                          f"retry={retry:g}/{ops}", split, "generation"), metric="retry_share", retry=retry))
+                if not retry:  # the error-free model: also finishing given beginnings (igsm_lm.detour_rows)
+                    for metric, share in (("accuracy_after_steps", 0.95), ("accuracy_after_detour", 0.1)):
+                        rows.append(dict(summary(outcomes(np.array([share]), 40, rng)[0], "igsm-gpt-4l", "igsm-accuracy",
+                                                 f"retry=0/{ops}", split, "generation"), metric=metric, retry=retry))
     for split in ("train", "test"):
         for method, value, passes in (("greedy", 0.5, 60), ("beam4", 0.55, 240), ("regret-retry4", 0.7, 75)):
             for ops in ("ops=1", "ops=2", "all"):

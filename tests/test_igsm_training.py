@@ -98,6 +98,39 @@ def test_batched_left_padded_solving_equals_one_at_a_time():
     assert together == alone and all(len(s) == 12 for s in together)
 
 
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_detour_grade_tells_a_model_that_looks_operands_up_from_one_that_writes_them_by_place(preset, monkeypatch):
+    """Two stand-in solvers finish each given beginning with the query's step: one looks the letters up in
+    the beginning (right after both), one writes the step as the shortest solution would: right after the
+    solution's own steps; after a detour wrong where letters follow the solution order (cpu: the detour took
+    the query's letter), still right where each parameter has its own letter (paper)."""
+    config = igsm.PRESETS[preset]
+    problems = igsm_lm.eval_problems(config, 30, "train", seed=2)
+
+    def query_step(problem, prefix, looks_up):
+        defined = igsm.check_solution(problem, prefix).defined if looks_up else [i for i in problem.solution_order[:-1]]
+        steps = igsm.written_steps(problem, defined + [problem.query])
+        return steps[len(igsm.written_steps(problem, defined)):]
+
+    for looks_up, expected_after_detour in ((True, 1.0), (False, 0.0 if config.ordered_variables else 1.0)):
+        def finish(model, vocab, batch, progress=True, prefixes=None):
+            return [query_step(p, list(prefix), looks_up) for p, prefix in zip(batch, prefixes)]
+        monkeypatch.setattr(igsm_lm, "solve", finish)
+        graded = igsm_lm.detour_grade(None, VOCAB, problems, "train", seed=2, progress=False)
+        value = pd.DataFrame(igsm_lm.detour_rows(graded, "m", "retry=0/l4w64", 4)).set_index(["subtask", "metric"])
+        assert value.loc[("retry=0/l4w64/all", "accuracy_after_steps"), "value"] == 1.0
+        assert value.loc[("retry=0/l4w64/all", "accuracy_after_detour"), "value"] == expected_after_detour
+    with_detour = [p for p in problems if any(ok and i not in p.nece for i, ok in
+                                               enumerate(p.can_next(set(p.solution_order[:-1]))))]
+    assert 0 < len(with_detour) < len(problems)
+    assert value.loc[("retry=0/l4w64/all", "accuracy_after_detour"), "n_items"] == len(with_detour)
+    for problem in with_detour:  # the detour beginning: the solution's steps but the query's, plus one unneeded
+        steps, detour = igsm.detour_prefixes(problem, random.Random(0))
+        check = igsm.check_solution(problem, detour)
+        assert check.defined[:-1] == problem.solution_order[:-1] and len(check.unnecessary) == 1
+        assert check.error == "the queried parameter is never defined" and detour[: len(steps)] == steps
+
+
 def test_accuracy_rows_by_hand():
     rng = random.Random(0)
     problems = [igsm.sample_problem(rng, dataclasses.replace(CONFIG, ops=(ops, ops))) for ops in (1, 1, 2, 2)]

@@ -31,7 +31,7 @@ EXPECTED = (
                                   "truthfulqa_mc2", "truthfulqa_mc3", "logical")]
     + [f"s2_{f}_{FULL}" for f in ("lens_kl", "earliest_pos", "earliest_facts", "options", "shortlist", "frequency", "flips")]
     + [f"syn_probes_{t}_{t}-gpt-4l" for t in ("cfg", "bios", "igsm")] + ["syn_probes_bios_bios-noaug-gpt-4l", "syn_bios_probes"]
-    + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry", "syn_igsm_decode", "syn_igsm_finetune", "syn_qa",
+    + ["syn_training_bios", "syn_igsm_curve", "syn_igsm_retry", "syn_igsm_decode", "syn_igsm_detour", "syn_igsm_finetune", "syn_qa",
        "syn_manipulation", "syn_cfg_attention_cfg-gpt-4l", "syn_cfg_diversity", "syn_cfg_curve", "syn_capacity",
        "syn_capacity_junk", "syn_canon"]
 )
@@ -104,6 +104,16 @@ def test_igsm_curve_reading_quotes_the_last_premature_share_from_the_csv(rendere
     early = rows[(rows.task == "igsm-curve") & (rows.metric == "premature_share") & rows.subtask.str.endswith("/all")]
     last = early.sort_values("step").iloc[-1]
     assert f"{last.model} lost to a premature step: {last.value:.1%} of problems" in report_text(rendered)
+
+
+def test_igsm_detour_reading_quotes_the_three_accuracies_from_the_csv(rendered: Path) -> None:
+    rows = pd.read_csv(rendered / "data" / "synthetic.csv", keep_default_na=False)
+    cells = rows[(rows.task == "igsm-accuracy") & (rows.subtask == "retry=0/all") & (rows.language == "test")]
+    value = cells.set_index("metric")["value"].astype(float)
+    assert value["accuracy_after_detour"] < 0.5 < value["accuracy_after_steps"]
+    assert (f"igsm-gpt-4l test templates, all operations: from the start {value['accuracy']:.1%}, after its own "
+            f"steps but the last {value['accuracy_after_steps']:.1%}, after one unneeded step more "
+            f"{value['accuracy_after_detour']:.1%}") in report_text(rendered)
 
 
 def test_capacity_junk_reading_quotes_the_seed_mean_and_t_interval(rendered: Path) -> None:

@@ -20,8 +20,8 @@ from layerprobe.plots.common import MODEL_PALETTE, STYLE, Builder, Canvas, Data,
 from layerprobe.plots.physics import (
     QA_TASKS, SYNTHETIC, SYNTHETIC_PROBE_TASKS, SYNTHETIC_TASKS, synthetic_bios_probes, synthetic_canon,
     synthetic_capacity, synthetic_capacity_junk, synthetic_cfg_attention, synthetic_cfg_curve, synthetic_cfg_diversity,
-    synthetic_igsm_curve, synthetic_igsm_decode, synthetic_igsm_finetune, synthetic_igsm_retry, synthetic_manipulation,
-    synthetic_probes, synthetic_qa, synthetic_training,
+    synthetic_igsm_curve, synthetic_igsm_decode, synthetic_igsm_detour, synthetic_igsm_finetune, synthetic_igsm_retry,
+    synthetic_manipulation, synthetic_probes, synthetic_qa, synthetic_training,
 )
 from layerprobe.plots.study1 import (
     STUDY1, study1_curves, study1_heatmaps, study1_lens_vs_probe, study1_radar, study1_sizes, study1_xmps,
@@ -34,7 +34,7 @@ REGISTRY: dict[str, list[Builder]] = {
     STUDY1: [study1_heatmaps, study1_curves, study1_sizes, study1_radar, study1_xmps, study1_lens_vs_probe],
     STUDY2: [study2_lens_kl, study2_earliest, study2_options, study2_shortlist, study2_frequency, study2_flips],
     SYNTHETIC: [synthetic_probes, synthetic_training, synthetic_igsm_curve, synthetic_igsm_retry, synthetic_igsm_decode,
-                synthetic_igsm_finetune, synthetic_qa, synthetic_bios_probes, synthetic_manipulation,
+                synthetic_igsm_detour, synthetic_igsm_finetune, synthetic_qa, synthetic_bios_probes, synthetic_manipulation,
                 synthetic_cfg_attention, synthetic_cfg_diversity, synthetic_cfg_curve, synthetic_capacity,
                 synthetic_capacity_junk, synthetic_canon],
 }

@@ -9,6 +9,7 @@ import re
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, PercentFormatter
@@ -282,21 +283,12 @@ def synthetic_igsm_decode(data: Data, canvas: Canvas) -> list[Outcome]:
     for row_axes, model in zip(axes, models):
         mine = select(rows, model=model)
         methods = list(dict.fromkeys(mine.sort_values("method", key=lambda m: m.map(_method_rank))["method"]))
-        width = 0.8 / len(methods)
         for ax, split in zip(row_axes[:2], ("train", "test")):
             part = select(mine, metric="accuracy", language=split)
             levels = _levels(part["level"])
-            for index, (method, colour) in enumerate(zip(methods, SERIES_PALETTE)):
-                cells = select(part, method=method).set_index("level").reindex(levels)
-                values = cells["value"].to_numpy(dtype=float)
-                errors = np.abs(np.nan_to_num(cells[["ci_low", "ci_high"]].to_numpy(dtype=float).T - values, nan=0.0))
-                handles[method] = ax.bar(np.arange(len(levels)) + (index - (len(methods) - 1) / 2) * width, values,
-                                         width * 0.92, yerr=errors, color=colour,
-                                         error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
+            for method, values in _level_bars(ax, part, "method", methods, levels, handles).items():
                 readings.append(f"{model} {split} {method}: " + ", ".join(f"{lv} {pct(v)}" for lv, v in zip(levels, values)))
-            ax.set_xticks(range(len(levels)), levels)
             share_axis(ax, f"accuracy ({split} templates)")
-            ax.grid(axis="x", visible=False)
             ax.set_title(f"{model}: {split} templates", fontsize=8)
         ax = row_axes[2]
         passes = select(mine, metric="forward_passes", level="all")
@@ -318,6 +310,57 @@ def synthetic_igsm_decode(data: Data, canvas: Canvas) -> list[Outcome]:
     title = "iGSM part 2.2: regret-and-retry vs greedy and beam search (same problems)"
     figure.suptitle(title)
     return [canvas.save(figure, "syn_igsm_decode", SYNTHETIC, title, "; ".join(readings) + ".")]
+
+
+def _level_bars(ax: Axes, part: pd.DataFrame, key: str, series: list[str], levels: list[str],
+                handles: dict) -> dict[str, np.ndarray]:
+    """Grouped bars, one group per level ("ops=1", ..., "all"), one bar per value of column `key` in `series`,
+    with their intervals; fills `handles` for the legend, returns each series' values by level."""
+    width, drawn = 0.8 / len(series), {}
+    for index, (name, colour) in enumerate(zip(series, SERIES_PALETTE)):
+        cells = part[part[key] == name].set_index("level").reindex(levels)
+        values = cells["value"].to_numpy(dtype=float)
+        errors = np.abs(np.nan_to_num(cells[["ci_low", "ci_high"]].to_numpy(dtype=float).T - values, nan=0.0))
+        handles[name] = ax.bar(np.arange(len(levels)) + (index - (len(series) - 1) / 2) * width, values, width * 0.92,
+                               yerr=errors, color=colour, error_kw=dict(lw=0.8, capsize=2, ecolor="black"))
+        drawn[name] = values
+    ax.set_xticks(range(len(levels)), levels)
+    ax.grid(axis="x", visible=False)
+    return drawn
+
+
+DETOUR_CONTEXTS = {"accuracy": "from the start", "accuracy_after_steps": "after its own steps but the last",
+                   "accuracy_after_detour": "after one unneeded step more"}
+"""What each bar of `syn_igsm_detour` shows (igsm_lm.accuracy_rows and igsm_lm.detour_rows)."""
+
+
+def synthetic_igsm_detour(data: Data, canvas: Canvas) -> list[Outcome]:
+    """Does a model look the query's operands up, or write them by their place? Greedy accuracy from the start,
+    after being given the solution up to the query's step, and after the same plus one correct unneeded step
+    (igsm_lm.detour_grade), by number of operations, on training and held-out templates."""
+    rows = select(data.results, task="igsm-accuracy", metric=list(DETOUR_CONTEXTS), layer=-1)
+    rows = rows.assign(level=[_level(s) for s in rows["subtask"]], condition=[s.rsplit("/", 1)[0] for s in rows["subtask"]],
+                       context=rows["metric"].map(DETOUR_CONTEXTS))
+    detoured = select(rows, metric="accuracy_after_detour")
+    models = [(m, c) for m in model_order(detoured) for c in dict.fromkeys(select(detoured, model=m)["condition"])]
+    if not models:
+        return missing("syn_igsm_detour", SYNTHETIC, "no igsm-accuracy rows with accuracy_after_detour (train_igsm.py)")
+    figure = new_figure(9.0, 3.2 * len(models) + 0.8)
+    axes = figure.subplots(len(models), 2, squeeze=False)
+    readings, handles = [], {}
+    for row_axes, (model, condition) in zip(axes, models):
+        for ax, split in zip(row_axes, ("train", "test")):
+            part = select(rows, model=model, condition=condition, language=split)
+            levels = _levels(part["level"])
+            drawn = _level_bars(ax, part, "context", list(DETOUR_CONTEXTS.values()), levels, handles)
+            readings.append(f"{model} {split} templates, all operations: " + ", ".join(
+                f"{context} {pct(values[-1])}" for context, values in drawn.items()))
+            share_axis(ax, f"accuracy ({split} templates)")
+            ax.set_title(f"{model}: {split} templates", fontsize=8)
+    legend_below(figure, list(handles.values()), list(handles), "the model solves")
+    title = "iGSM: accuracy after one unneeded step in the context (operands looked up, or written by place?)"
+    figure.suptitle(title)
+    return [canvas.save(figure, "syn_igsm_detour", SYNTHETIC, title, "; ".join(readings) + ".")]
 
 
 def _method_rank(method: str) -> int:

@@ -319,8 +319,7 @@ def solution_tokens(problem: Problem, rng: random.Random | None = None, retry_p:
     order = problem.solution_order
     if detour_p > 0 and rng is not None:
         order = _with_detours(problem, order, rng, detour_p)
-        if problem.ordered_variables:
-            problem = replace(problem, variables=_letters_in_order(problem, order))
+        problem = _relettered(problem, order)
     nece = problem.nece
     tokens: list[str] = []
     ends: list[int] = []
@@ -356,6 +355,29 @@ def _with_detours(problem: Problem, order: list[int], rng: random.Random, detour
                 written.append(rng.choice(ready))
         written.append(index)
     return written
+
+
+def _relettered(problem: Problem, written: list[int]) -> Problem:
+    """The problem as a solution that defines `written` in this order letters it (letters in solution order
+    follow the written order; random letters stay)."""
+    return replace(problem, variables=_letters_in_order(problem, written)) if problem.ordered_variables else problem
+
+
+def written_steps(problem: Problem, written: Sequence[int]) -> list[str]:
+    """The correct steps of the parameters `written`, in this order, lettered as a solution written so would."""
+    lettered = _relettered(problem, list(written))
+    return [token for index in written for token in step_tokens(lettered, index)]
+
+
+def detour_prefixes(problem: Problem, rng: random.Random) -> tuple[list[str], list[str]] | None:
+    """Two beginnings of a solution: its steps before the query's, and the same plus one *detour*, the correct
+    step of a parameter the answer does not need but that is computable there (chosen by `rng`); None when
+    there is no such parameter. A model that looks the query's operands up finishes both alike."""
+    before = problem.solution_order[:-1]  # the query comes last: its ancestors have lower indices
+    ready = [i for i, ok in enumerate(problem.can_next(set(before))) if ok and i not in problem.nece]
+    if not ready:
+        return None
+    return written_steps(problem, before), written_steps(problem, before + [rng.choice(ready)])
 
 
 def untrained_mask(written: WrittenSolution, mask_mistakes: bool = False) -> list[bool]:

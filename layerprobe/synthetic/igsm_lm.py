@@ -79,13 +79,16 @@ def eval_problems(config: igsm.IGSMConfig, n: int, split: str, seed: int = 0) ->
 
 @torch.no_grad()
 def solve(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], max_new_tokens: int = 160,
-          batch_size: int = 32, progress: bool = True) -> list[list[str]]:
-    """Greedy solutions (tokens after "solution :", up to <eos>), batched with left padding."""
+          batch_size: int = 32, progress: bool = True,
+          prefixes: Sequence[Sequence[str]] | None = None) -> list[list[str]]:
+    """Greedy solutions (tokens after "solution :", up to <eos>), batched with left padding; with `prefixes`,
+    each problem's solution begins with its prefix and what is returned is the model's continuation."""
     model.eval()
     device = next(model.parameters()).device
     outputs: list[list[str]] = []
     for start in tqdm(range(0, len(problems), batch_size), desc="solving", disable=not progress):
-        prompts = [vocab.encode(igsm.prompt_tokens(p), bos=True) for p in problems[start:start + batch_size]]
+        prompts = [vocab.encode(igsm.prompt_tokens(p) + (list(prefixes[start + row]) if prefixes else []), bos=True)
+                   for row, p in enumerate(problems[start:start + batch_size])]
         length = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), length), vocab.pad_id, dtype=torch.long)
         attention = torch.zeros_like(ids)
@@ -148,6 +151,39 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
             low, high = wilson_interval(backs, steps)
             rows.append(_row(model, task, f"{condition}/{name}", split, n_layers, "retry_share",
                              backs / steps if steps else np.nan, steps, low, high, extra))
+    return rows
+
+
+def detour_grade(model: nn.Module, vocab: Vocab, problems: Sequence[igsm.Problem], split: str, seed: int = 0,
+                 progress: bool = True) -> pd.DataFrame:
+    """Does the model look the query's operands up, or write them by their place in the solution? Each problem's
+    solution is given up to the query's step, once as written ("steps") and once with one correct unneeded
+    step added last ("detour", `igsm.detour_prefixes`; problems with no unneeded parameter computable there are
+    left out); the model finishes both greedily. One row per problem and context: ops, split, context, correct."""
+    rng = random.Random(f"igsm-detour/{seed}/{split}")
+    cases = [(problem, pair) for problem in problems if (pair := igsm.detour_prefixes(problem, rng)) is not None]
+    rows = []
+    for context, which in (("steps", 0), ("detour", 1)):
+        prefixes = [pair[which] for _, pair in cases]
+        endings = solve(model, vocab, [problem for problem, _ in cases], progress=progress, prefixes=prefixes)
+        rows += [{"ops": problem.operations, "split": split, "context": context,
+                  "correct": igsm.check_solution(problem, prefix + ending).correct}
+                 for (problem, _), prefix, ending in zip(cases, prefixes, endings)]
+    return pd.DataFrame(rows, columns=["ops", "split", "context", "correct"])
+
+
+def detour_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: int, task: str = "igsm-accuracy",
+                **extra: object) -> list[dict]:
+    """Rows of `detour_grade`'s frame per split, ops and overall: metrics accuracy_after_steps and
+    accuracy_after_detour (Wilson intervals), subtasks as `accuracy_rows`'."""
+    rows = []
+    for (split, context), by_context in graded.groupby(["split", "context"]):
+        groups = [(f"ops={ops}", frame) for ops, frame in by_context.groupby("ops")] + [("all", by_context)]
+        for name, frame in groups:
+            hits, n = int(frame["correct"].sum()), len(frame)
+            low, high = wilson_interval(hits, n)
+            rows.append(_row(model, task, f"{condition}/{name}", split, n_layers, f"accuracy_after_{context}",
+                             hits / n, n, low, high, extra))
     return rows
 
 

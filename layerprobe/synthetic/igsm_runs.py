@@ -196,18 +196,20 @@ def load_run(out_dir: Path, device: str = "cpu") -> tuple[IGSMRun, LoadedModel]:
 
 
 def grade_run(lm: LoadedModel, run: IGSMRun, data_dir: Path, n_eval: int, progress: bool = True) -> Path:
-    """Greedy-solve `n_eval` train-template and `n_eval` test-template problems; write the accuracy CSV."""
+    """Greedy-solve `n_eval` train-template and `n_eval` test-template problems, and finish the same problems
+    after and without a detour (`igsm_lm.detour_grade`); write the accuracy CSV."""
     path = Path(data_dir) / f"igsm-accuracy_{run.name()}.csv"
     results = ResultsFile(path)
     if results.done(model=run.name(), task="igsm-accuracy"):
         return path
-    graded = []
+    graded, detoured = [], []
     for split in ("train", "test"):
         problems = igsm_lm.eval_problems(run.config(), n_eval, split, seed=run.seed)
         solutions = igsm_lm.solve(lm.model, lm.tokenizer, problems, progress=progress)
         graded.append(igsm_lm.grade(problems, solutions, split))
-    rows = igsm_lm.accuracy_rows(pd.concat(graded), run.name(), run.condition(), run.layers,
-                                 retry=run.retry, layers=run.layers, width=run.width,
-                                 n_params=n_parameters(lm.model), steps=run.steps)
+        detoured.append(igsm_lm.detour_grade(lm.model, lm.tokenizer, problems, split, seed=run.seed, progress=progress))
+    extra = dict(retry=run.retry, layers=run.layers, width=run.width, n_params=n_parameters(lm.model), steps=run.steps)
+    rows = (igsm_lm.accuracy_rows(pd.concat(graded), run.name(), run.condition(), run.layers, **extra)
+            + igsm_lm.detour_rows(pd.concat(detoured), run.name(), run.condition(), run.layers, **extra))
     results.add(rows)
     return path
