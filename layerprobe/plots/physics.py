@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 
 import matplotlib
 import numpy as np
@@ -356,7 +357,7 @@ def synthetic_igsm_detour(data: Data, canvas: Canvas) -> list[Outcome]:
             readings.append(f"{model} {split} templates, all operations: " + ", ".join(
                 f"{context} {pct(values[-1])}" for context, values in drawn.items()))
             share_axis(ax, f"accuracy ({split} templates)")
-            ax.set_title(f"{model}: {split} templates", fontsize=8)
+            ax.set_title("\n".join(textwrap.wrap(f"{model}: {split} templates", 60)), fontsize=7)  # run names are long
     legend_below(figure, list(handles.values()), list(handles), "the model solves")
     title = "iGSM: accuracy after one unneeded step in the context (operands looked up, or written by place?)"
     figure.suptitle(title)
