@@ -100,6 +100,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.finetune_from:
         if args.depths:
             raise LayerprobeError("--depths trains from scratch: it does not go with --finetune-from")
+        if args.detour:
+            raise LayerprobeError("--detour trains from scratch: it does not go with --finetune-from")
         args.finetune = args.finetune or list(igsm_finetune.METHODS)
         for method in args.finetune:
             igsm_finetune.lora_rank(method)

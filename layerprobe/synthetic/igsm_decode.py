@@ -208,8 +208,7 @@ def cost_rows(graded: pd.DataFrame, model: str, method: str, n_layers: int, **ex
     of the problems with at least one regretted step), per split and ops and overall."""
     rows = []
     for split, by_split in graded.groupby("split"):
-        groups = [(f"ops={ops}", frame) for ops, frame in by_split.groupby("ops")] + [("all", by_split)]
-        for name, frame in groups:
+        for name, frame in igsm_lm.by_level(by_split):
             passes = frame["passes"].to_numpy(dtype=float)
             regretted = (frame["regrets"] > 0).to_numpy()
             for metric, value, (low, high) in (

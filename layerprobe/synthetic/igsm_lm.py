@@ -134,8 +134,7 @@ def accuracy_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: in
     """
     rows = []
     for split, by_split in graded.groupby("split"):
-        groups = [(f"ops={ops}", frame) for ops, frame in by_split.groupby("ops")] + [("all", by_split)]
-        for name, frame in groups:
+        for name, frame in by_level(by_split):
             correct = frame[frame["correct"]]
             metrics = (("accuracy", frame["correct"]), ("shortest_share", correct["shortest"]),
                        ("step_share", frame["step_share"]), ("premature_share", frame["premature"]))
@@ -178,13 +177,17 @@ def detour_rows(graded: pd.DataFrame, model: str, condition: str, n_layers: int,
     accuracy_after_detour (Wilson intervals), subtasks as `accuracy_rows`'."""
     rows = []
     for (split, context), by_context in graded.groupby(["split", "context"]):
-        groups = [(f"ops={ops}", frame) for ops, frame in by_context.groupby("ops")] + [("all", by_context)]
-        for name, frame in groups:
+        for name, frame in by_level(by_context):
             hits, n = int(frame["correct"].sum()), len(frame)
             low, high = wilson_interval(hits, n)
             rows.append(_row(model, task, f"{condition}/{name}", split, n_layers, f"accuracy_after_{context}",
                              hits / n, n, low, high, extra))
     return rows
+
+
+def by_level(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """("ops=<k>", its rows) per number of operations, then ("all", every row): the subtask levels of the CSVs."""
+    return [(f"ops={ops}", part) for ops, part in frame.groupby("ops")] + [("all", frame)]
 
 
 def _row(model: str, task: str, subtask: str, split: str, n_layers: int, metric: str, value: float, n_items: int,
