@@ -63,6 +63,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--detour", type=float, default=defaults.detour,
                         help="probability, before each solution step, of a detour: the correct step of a parameter the "
                              "answer does not need, in the context only (no loss on it; default %(default)s)")
+    parser.add_argument("--detour-body", action="store_true",
+                        help="with --detour: train a detour's step except its parameter's name (letter, operands, "
+                             "values), so an unneeded step the model begins is written right; the choice stays untrained")
     parser.add_argument("--curriculum", type=float, default=defaults.curriculum,
                         help="share of the steps, the first ones, on 1-operation problems only (default %(default)s)")
     parser.add_argument("--curriculum-ops", type=int, choices=[0, 1], default=defaults.curriculum_ops,
@@ -87,6 +90,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise LayerprobeError(f"--depths takes positive layer counts, got {args.depths}")
     if not 0 <= args.detour < 1:
         raise LayerprobeError(f"--detour takes a probability in [0, 1), got {args.detour}")
+    if args.detour_body and not args.detour:
+        raise LayerprobeError("--detour-body needs --detour p > 0 (it says how a detour is trained)")
     if not 0 <= args.curriculum < 1:
         raise LayerprobeError(f"--curriculum takes a share of the steps in [0, 1), got {args.curriculum}")
     if args.curve_every < 0:
@@ -111,7 +116,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def planned_runs(args: argparse.Namespace) -> list[IGSMRun]:
     values = {name: getattr(args, name) for name in ("arch", "layers", "width", "heads", "steps", "batch", "lr", "seed", "preset",
                                                  "canon", "curriculum", "curriculum_ops", "mask_mistakes", "detour",
-                                                 "curve_every")}
+                                                 "detour_body", "curve_every")}
     if args.quick:
         values.update(QUICK)
     base = IGSMRun(**values)

@@ -271,7 +271,8 @@ def test_mistake_mask_covers_exactly_the_abandoned_steps_but_their_back():
 @pytest.mark.parametrize("preset", ["cpu", "paper"])
 def test_detours_are_valid_unneeded_steps_in_context_only(preset):
     """A detour is the correct step of a parameter the answer does not need, computable when written (the
-    checker replays it), lettered in written order under the cpu preset; its tokens carry no loss."""
+    checker replays it), lettered in written order under the cpu preset; its tokens carry no loss (with
+    detour_body, its parameter's name only)."""
     config = igsm.PRESETS[preset]
     rng, total = random.Random(11), 0
     for problem in problems(60, seed=11, config=config):
@@ -285,10 +286,13 @@ def test_detours_are_valid_unneeded_steps_in_context_only(preset):
         steps = [text for text in _step_texts(written.tokens) if text[-1] != BACK]
         if config.ordered_variables:
             assert [text[5] for text in steps] == list(igsm.VARIABLES[: len(steps)])
-        mask, expected = igsm.untrained_mask(written), []
+        mask, expected, body_expected = igsm.untrained_mask(written), [], []
         for text, detour in zip(_step_texts(written.tokens), written.detours):
             expected += [detour] * (len(text) - 1) + [False]
+            name = text.index("as") - 1 if text[-1] != BACK else 0  # "define A 's B as": 3 name tokens
+            body_expected += [False] + [detour] * name + [False] * (len(text) - 1 - name)
         assert mask == expected
+        assert igsm.untrained_mask(written, detour_body=True) == body_expected  # only the detour's name untrained
         total += len(detoured)
     assert total > 20
     plain = problems(5, seed=12, config=config)

@@ -129,6 +129,7 @@ def test_an_interrupted_fine_tuning_resumes_to_the_same_rows_and_weights_each_wr
     (["--finetune-from", "nowhere", "--finetune", "qlora"], "full or lora<rank>"),
     (["--finetune", "full"], "needs --finetune-from"),
     (["--finetune-from", "nowhere", "--detour", "0.2"], "--detour trains from scratch"),
+    (["--detour-body"], "--detour-body needs --detour"),
     (["--finetune-from", "nowhere"], "not an iGSM run"),
 ])
 def test_bad_finetune_input_is_one_line_and_exit_2(argv, message, capsys):

@@ -380,14 +380,19 @@ def detour_prefixes(problem: Problem, rng: random.Random) -> tuple[list[str], li
     return written_steps(problem, before), written_steps(problem, before + [rng.choice(ready)])
 
 
-def untrained_mask(written: WrittenSolution, mask_mistakes: bool = False) -> list[bool]:
-    """Per token of `written.tokens`: not trained. A detour's tokens never are (it is context, so the model
-    learns to go on after an unneeded step without learning to write one), a mistake's ("define P as x")
-    with `mask_mistakes`; each step's last token ("." or [BACK]) stays trained."""
+def untrained_mask(written: WrittenSolution, mask_mistakes: bool = False, detour_body: bool = False) -> list[bool]:
+    """Per token of `written.tokens`: not trained. A detour's tokens are not (it is context, so the model
+    learns to go on after an unneeded step without learning to write one); with `detour_body` only its
+    parameter's name is not (the choice of an unneeded parameter stays untrained, but the rest of the step,
+    its letter, operands and values, is: a model that begins an unneeded step then writes it right). A
+    mistake's ("define P as x") with `mask_mistakes`. Each step's last token ("." or [BACK]) stays trained."""
     mask = [False] * len(written.tokens)
     start = 0
     for end, mistake, detour in zip(written.step_ends, written.mistakes, written.detours):
-        if detour or (mistake and mask_mistakes):
+        if detour and detour_body:
+            name_end = written.tokens.index("as", start)  # "define A 's B as ...": the name is start+1..name_end
+            mask[start + 1:name_end] = [True] * (name_end - start - 1)
+        elif detour or (mistake and mask_mistakes):
             mask[start:end] = [True] * (end - start)
         start = end + 1
     return mask

@@ -28,19 +28,21 @@ def make_vocab() -> Vocab:
 
 
 def training_example(vocab: Vocab, problem: igsm.Problem, rng: random.Random, retry_p: float,
-                     mask_mistakes: bool = False, detour_p: float = 0.0) -> tuple[list[int], list[bool]]:
+                     mask_mistakes: bool = False, detour_p: float = 0.0,
+                     detour_body: bool = False) -> tuple[list[int], list[bool]]:
     """Ids of one training sequence and its loss mask: True on the solution and <eos> (the trained part),
-    except on a detour's tokens and, with `mask_mistakes`, on a retry's mistake (`igsm.untrained_mask`)."""
+    except on a detour's tokens (its name only, with `detour_body`) and, with `mask_mistakes`, on a retry's
+    mistake (`igsm.untrained_mask`)."""
     prompt = vocab.encode(igsm.prompt_tokens(problem), bos=True)
     written = igsm.solution_tokens(problem, rng, retry_p, detour_p)
-    masked = igsm.untrained_mask(written, mask_mistakes)
+    masked = igsm.untrained_mask(written, mask_mistakes, detour_body)
     ids = prompt + vocab.encode(written.tokens, eos=True)
     return ids, [False] * len(prompt) + [not m for m in masked] + [True]
 
 
 def batch_fn(vocab: Vocab, config: igsm.IGSMConfig, batch_size: int, seed: int = 0, retry_p: float = 0.0,
              mask_mistakes: bool = False, warmup_steps: int = 0, warmup_min_ops: int | None = None,
-             detour_p: float = 0.0) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+             detour_p: float = 0.0, detour_body: bool = False) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
     """Step -> (ids [B, T] right-padded, loss mask [B, T] on solution tokens) of training-split problems.
 
     The first `warmup_steps` steps (the curriculum) draw problems of `warmup_min_ops` (default: the least
@@ -55,7 +57,7 @@ def batch_fn(vocab: Vocab, config: igsm.IGSMConfig, batch_size: int, seed: int =
         rng = random.Random(f"igsm-train/{seed}/{step}")
         level = first if step < warmup_steps else config
         examples = [training_example(vocab, igsm.sample_problem(rng, level, split="train"), rng, retry_p, mask_mistakes,
-                                     detour_p) for _ in range(batch_size)]
+                                     detour_p, detour_body) for _ in range(batch_size)]
         length = max(len(ids) for ids, _ in examples)
         ids = torch.full((batch_size, length), vocab.pad_id, dtype=torch.long)
         mask = torch.zeros((batch_size, length), dtype=torch.bool)

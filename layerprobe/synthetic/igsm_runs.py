@@ -47,6 +47,7 @@ class IGSMRun:
     curriculum_ops: int = 1  # the curriculum draws curriculum_ops..1 operations (0: also lookups of a constant)
     mask_mistakes: bool = False  # no loss on a retry's mistake tokens (its [BACK] stays trained)
     detour: float = 0.0  # probability of an untrained detour step before a solution step (igsm.solution_tokens)
+    detour_body: bool = False  # train a detour's step but its parameter's name (igsm.untrained_mask)
     curve_every: int = 0  # steps between checkpoints graded for the learning curve (0: steps // 10)
     finetune: str = ""  # a fine-tuning of run `start` ("full" or "lora<rank>"; igsm_finetune), "" when trained from scratch
     start: str = ""  # the name of the run this one fine-tunes
@@ -58,7 +59,7 @@ class IGSMRun:
         canon = f"-canon{self.canon}" if self.canon else ""
         lookups = "-lookups" if self.curriculum and self.curriculum_ops == 0 else ""
         extra = ((f"-c{self.curriculum:g}{lookups}" if self.curriculum else "") + ("-mask" if self.mask_mistakes else "")
-                 + (f"-detour{self.detour:g}" if self.detour else ""))
+                 + (f"-detour{self.detour:g}{'-body' if self.detour_body else ''}" if self.detour else ""))
         seed = f"-seed{self.seed}" if self.seed else ""  # seed 0 keeps the names of earlier runs
         return (f"igsm-{self.preset}-{self.arch}{canon}-l{self.layers}w{self.width}-retry{self.retry:g}"
                 f"-s{self.steps}{extra}{seed}{self.settings_suffix()}")
@@ -172,7 +173,8 @@ def train_igsm(run: IGSMRun, out_root: Path, data_dir: Path, device: str = "cpu"
     model = run.build(len(vocab)).to(device)
     batches = igsm_lm.batch_fn(vocab, run.config(), run.batch, seed=run.seed, retry_p=run.retry,
                                mask_mistakes=run.mask_mistakes, warmup_steps=round(run.curriculum * run.steps),
-                               warmup_min_ops=run.curriculum_ops, detour_p=run.detour)
+                               warmup_min_ops=run.curriculum_ops, detour_p=run.detour,
+                               detour_body=run.detour_body)
     every = run.curve_every or max(1, run.steps // 10)
     train(model, batches, steps=run.steps, lr=run.lr, out_dir=out, curve_csv=Path(data_dir) / f"train_{run.name()}.csv",
           desc=run.name(), progress=progress, checkpoint_every=every, log_every=min(every, max(1, run.steps // 100)),
