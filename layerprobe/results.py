@@ -2,13 +2,17 @@
 
 Every script writes through `ResultsFile`, which rewrites the whole file atomically (temp file +
 rename) after each finished unit of work, so a killed run leaves either the old or the new file,
-never half of one, and a restarted run skips the units already present.
+never half of one, and a restarted run skips the units already present. Two processes may write the
+same file (two scripts sharing `out/data`): each write holds a lock on the folder and first takes in
+what the other wrote since, so neither loses the other's rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +56,51 @@ def read_results(path: str | Path, required: Iterable[str] = COLUMNS) -> pd.Data
     return frame
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the catch-up before each write still narrows the race
+    fcntl = None
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `folder` (POSIX), held while a results file there is read and rewritten."""
+    if fcntl is None:
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that another process rewrote the file: its inode (each atomic rewrite makes a new one),
+    modification time and size."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
 class ResultsFile:
     """A results CSV that grows one unit of work at a time and resumes after an interruption."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if self.path.exists():
+        self.frame = pd.DataFrame(columns=COLUMNS)
+        self._seen: tuple[int, int, int] | None = None
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Reread the file if another writer changed it since this one last read or wrote it."""
+        stamp = _stamp(self.path)
+        if stamp is not None and stamp != self._seen:
             self.frame = read_results(self.path)
-        else:
-            self.frame = pd.DataFrame(columns=COLUMNS)
+        self._seen = stamp
 
     def done(self, **unit: object) -> bool:
         """True if rows for this unit (a subset of the UNIT columns) are already in the file."""
@@ -81,6 +121,15 @@ class ResultsFile:
             raise ValueError(f"result rows lack schema column(s) {missing}")
         for column in ("subtask", "language"):
             new[column] = new[column].astype(object).fillna("").astype(str)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _folder_lock(self.path.parent):
+            self._catch_up()
+            self._merge(new)
+            atomic_write_csv(self.path, self.frame)
+            self._seen = _stamp(self.path)
+
+    def _merge(self, new: pd.DataFrame) -> None:
+        """`new` replaces the rows of its units in the frame."""
         if not self.frame.empty:
             keys = new[UNIT].astype(str).drop_duplicates()
             old_keys = self.frame[UNIT].astype(str)
@@ -90,7 +139,6 @@ class ResultsFile:
         order = COLUMNS + [c for c in self.frame.columns if c not in COLUMNS] + [c for c in extra if c not in self.frame.columns]
         frames = [frame for frame in (self.frame, new) if not frame.empty]
         self.frame = pd.concat(frames, ignore_index=True).reindex(columns=order)
-        atomic_write_csv(self.path, self.frame)
 
 
 def wilson_interval(successes: np.ndarray | float, n: int, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:

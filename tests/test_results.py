@@ -1,5 +1,7 @@
 """The results CSV: schema, atomic rewrite, resume without lost or duplicated rows, intervals."""
 
+import multiprocessing
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,6 +44,35 @@ def test_rewriting_a_unit_replaces_it(tmp_path):
     frame = read_results(tmp_path / "r.csv")
     assert len(frame) == 3 and frame["value"].eq(1.0).all()
     assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
+
+
+def test_two_writers_keep_each_others_rows(tmp_path):
+    """Two ResultsFile objects on one CSV (two scripts sharing out/data): each takes in the other's rows."""
+    first, second = ResultsFile(tmp_path / "r.csv"), ResultsFile(tmp_path / "r.csv")
+    first.add(unit_rows("a", 0))
+    second.add(unit_rows("b", 1))
+    first.add(unit_rows("a", 1))
+    frame = read_results(tmp_path / "r.csv")
+    assert sorted(frame["subtask"].unique()) == ["a", "b"] and len(frame) == 6 and frame["value"].eq(1.0).all()
+    assert second.done(model="m", task="t", subtask="b", method="lens-norm")
+
+
+def _write_units(path, prefix):
+    results = ResultsFile(path)
+    for number in range(25):
+        results.add(unit_rows(f"{prefix}{number}", 0))
+
+
+def test_two_processes_writing_at_once_lose_no_rows(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_units, args=(tmp_path / "r.csv", prefix)) for prefix in "xy"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    frame = read_results(tmp_path / "r.csv")
+    assert frame["subtask"].nunique() == 50 and len(frame) == 50 * 3
 
 
 def test_wrong_schema_names_file_and_column(tmp_path):
