@@ -21,6 +21,11 @@ import pandas as pd
 from layerprobe.errors import DataError
 from layerprobe.publish import staged
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 COLUMNS = [
     "model", "task", "subtask", "language", "method", "layer", "n_layers",
     "metric", "value", "n_items", "ci_low", "ci_high",
@@ -56,24 +61,22 @@ def read_results(path: str | Path, required: Iterable[str] = COLUMNS) -> pd.Data
     return frame
 
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; the catch-up before each write still narrows the race
-    fcntl = None
-
-
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive advisory lock on `folder` (POSIX), held while a results file there is read and rewritten."""
-    if fcntl is None:
-        yield
-        return
-    handle = os.open(folder, os.O_RDONLY)
+    """An exclusive advisory lock on `folder`, held while a results file there is read and rewritten. Where
+    there is none (Windows, a file system without flock) the catch-up before each write still narrows the race."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        handle = None
+    try:
+        if handle is not None and fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(handle)  # closing releases the lock
+        if handle is not None:
+            os.close(handle)  # closing releases the lock
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
